@@ -1,0 +1,21 @@
+# rs_detectron2: `make test` and `make demo` work on a fresh clone (they install into .venv first).
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: install test demo bench clean
+
+install:
+	@VENV=$(VENV) bash scripts/install.sh
+
+test: install
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+demo: install
+	$(PYTHON) benchmarks/bench_rank_sort.py --quick
+
+bench: install
+	$(PYTHON) benchmarks/bench_rank_sort.py
+
+clean:
+	rm -rf output .pytest_cache
