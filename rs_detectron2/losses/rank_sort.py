@@ -245,8 +245,9 @@ class _RankSort(torch.autograd.Function):
             y = y.to(torch.float64) if y.dtype == torch.float64 else y.to(out_dtype)
             loss_rank, loss_sort, grad = _rank_sort_forward(s, y, float(delta))
         ctx.save_for_backward(grad.view(logits.shape))
+        loss_sort = loss_sort.to(out_dtype)
         ctx.mark_non_differentiable(loss_sort)
-        return loss_rank.to(out_dtype), loss_sort.to(out_dtype)
+        return loss_rank.to(out_dtype), loss_sort
 
     @staticmethod
     def backward(ctx, grad_rank, grad_sort):

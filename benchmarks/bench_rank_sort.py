@@ -1,0 +1,499 @@
+"""Benchmark: fast Rank & Sort loss vs the authors' loop over positives.
+
+What is measured
+    For each case (a flat pool of logits with IoU-like targets), the wall-clock time of one
+    forward + backward through autograd of
+
+    * ``reference``: ``tests/rs_reference.py::reference_rank_sort`` in float32 with
+      ``use_threshold=True`` -- the authors' algorithm (spec 1.7): a Python loop over positives,
+      float32 buffers, only the relevant negatives (s >= min positive logit - delta). It is wrapped
+      in a small ``torch.autograd.Function`` whose backward returns the saved gradient times the
+      upstream gradient of ``loss_rank``, the same contract as the fast loss;
+    * ``fast``: ``rs_detectron2.losses.rank_sort_loss`` (custom autograd Function).
+
+    Both run on the same inputs, in the same process, with repeats interleaved; the reported
+    time is the median (the machine's wall clock is noisy). Before timing, each case is checked
+    once: loss values must agree to 1e-4 relative and gradients to 1e-4 of the max abs gradient,
+    otherwise the benchmark aborts. That check is also the warm-up call of both sides.
+
+    Peak extra memory of the fast loss (forward + backward, including the returned gradient):
+    on CUDA from the caching allocator's peak statistics; on CPU from the growth of the peak
+    resident set size of a fresh spawned process per case (see ``_cpu_peak_child``).
+
+Cases (delta = 0.5)
+    dense head: N = 1e6 logits, P = 50 / 200 / 1000 positives, regimes "trained" (negatives
+    ~ N(-4, 1), positives ~ N(2, 1): few negatives are relevant) and "untrained" (all logits
+    ~ N(0, 1): nearly every negative is relevant). Targets of positives ~ U(0.1, 1].
+    R-CNN head: 16 images x 1000 RoIs x 80 classes (1.28e6 logits), P = 500 / 1000 / 3000
+    positive RoIs, one-hot over classes (the GT class gets an IoU target ~ U(0.5, 1], the other
+    79 classes are negatives), all logits ~ N(0, 1) (untrained).
+
+Usage
+    python benchmarks/bench_rank_sort.py [--device auto|cpu|cuda] [--quick] [--cases SUBSTR[,..]]
+                                         [--markdown]
+"""
+
+import argparse
+import gc
+import multiprocessing
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, List, Optional
+
+import torch
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(_REPO, "tests"))  # the reference oracle lives in tests/
+sys.path.insert(0, _REPO)  # run from a checkout without installing
+
+from rs_detectron2.losses import rank_sort_loss  # noqa: E402
+from rs_reference import reference_rank_sort  # noqa: E402
+
+DELTA = 0.5
+SEED = 0
+REF_BUDGET_S = 60.0  # above this (estimated) total, the reference is timed once
+LOSS_RTOL = 1e-4
+GRAD_RTOL = 1e-4  # relative to the max abs gradient
+MIB = 1024.0 * 1024.0
+
+REGIMES = {
+    "trained": "negatives ~ N(-4,1), positives ~ N(2,1) (few relevant negatives)",
+    "untrained": "all logits ~ N(0,1) (nearly every negative relevant)",
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# The two losses, both as autograd Functions returning (loss_rank, loss_sort)
+
+
+class _ReferenceRankSort(torch.autograd.Function):
+    """The authors' loop (float32, threshold on negatives) with the fast loss's autograd contract."""
+
+    @staticmethod
+    def forward(ctx, logits, targets, delta):
+        loss_rank, loss_sort, grad = reference_rank_sort(
+            logits, targets, delta, dtype=torch.float32, use_threshold=True
+        )
+        ctx.save_for_backward(grad)
+        ctx.mark_non_differentiable(loss_sort)
+        return loss_rank, loss_sort
+
+    @staticmethod
+    def backward(ctx, grad_rank, grad_sort):
+        (grad,) = ctx.saved_tensors
+        return grad * grad_rank, None, None
+
+
+def reference_loss(logits, targets, delta=DELTA):
+    return _ReferenceRankSort.apply(logits, targets, delta)
+
+
+def fast_loss(logits, targets, delta=DELTA):
+    return rank_sort_loss(logits, targets, delta)
+
+
+# ----------------------------------------------------------------------------------------------
+# Cases and inputs
+
+
+@dataclass(frozen=True)
+class Case:
+    head: str  # "dense" or "rcnn"
+    regime: str  # "trained" or "untrained"
+    num_pos: int
+    num: int  # total number of logits
+    images: int = 0  # R-CNN only: images x rois x classes
+    rois: int = 0
+    classes: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.head}-{self.regime}-P{self.num_pos}"
+
+
+def all_cases(quick: bool) -> List[Case]:
+    if quick:
+        return [
+            Case("dense", "trained", 200, 200_000),
+            Case("dense", "untrained", 200, 200_000),
+            Case("rcnn", "untrained", 200, 2 * 1000 * 80, 2, 1000, 80),
+        ]
+    cases = [
+        Case("dense", regime, p, 1_000_000)
+        for regime in ("trained", "untrained")
+        for p in (50, 200, 1000)
+    ]
+    cases += [
+        Case("rcnn", "untrained", p, 16 * 1000 * 80, 16, 1000, 80) for p in (500, 1000, 3000)
+    ]
+    return cases
+
+
+def _distinct_indices(n: int, k: int, gen: torch.Generator) -> torch.Tensor:
+    """k distinct random indices in [0, n), without an n-sized temporary (see the memory note)."""
+    while True:
+        idx = torch.randint(0, n, (2 * k + 16,), generator=gen).unique()
+        if idx.numel() >= k:
+            return idx[torch.randperm(idx.numel(), generator=gen)[:k]]
+
+
+def make_inputs(case: Case, device: torch.device):
+    """Float32 (logits, targets), built with in-place ops so that no input-sized temporary exists."""
+    gen = torch.Generator().manual_seed(SEED + case.num_pos)
+    logits = torch.empty(case.num)
+    targets = torch.zeros(case.num)
+    if case.head == "dense":
+        pos = _distinct_indices(case.num, case.num_pos, gen)
+        quality = 1.0 - 0.9 * torch.rand(case.num_pos, generator=gen)  # (0.1, 1]
+    else:
+        rois = _distinct_indices(case.images * case.rois, case.num_pos, gen)
+        cls = torch.randint(0, case.classes, (case.num_pos,), generator=gen)
+        pos = rois * case.classes + cls  # one-hot: the other classes of a positive RoI stay 0
+        quality = 1.0 - 0.5 * torch.rand(case.num_pos, generator=gen)  # (0.5, 1]
+    if case.regime == "trained":
+        logits.normal_(-4.0, 1.0, generator=gen)
+        logits[pos] = torch.randn(case.num_pos, generator=gen) + 2.0
+    else:
+        logits.normal_(0.0, 1.0, generator=gen)
+    targets[pos] = quality
+    if case.head == "rcnn":
+        shape = (case.images * case.rois, case.classes)
+        logits, targets = logits.view(shape), targets.view(shape)
+    return logits.to(device), targets.to(device)
+
+
+def count_relevant(logits, targets, delta=DELTA) -> int:
+    s, y = logits.reshape(-1), targets.reshape(-1)
+    threshold = s[y > 0].min() - delta
+    return int(((y == 0) & (s >= threshold)).sum())
+
+
+# ----------------------------------------------------------------------------------------------
+# Timing and checking
+
+
+def _sync(device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def forward_backward(loss_fn: Callable, logits, targets):
+    """One forward + backward through autograd; returns (loss_rank, loss_sort, grad)."""
+    x = logits.detach().requires_grad_(True)
+    loss_rank, loss_sort = loss_fn(x, targets)
+    loss_rank.backward()
+    return loss_rank.detach(), loss_sort.detach(), x.grad
+
+
+def timed(loss_fn: Callable, logits, targets, device: torch.device) -> float:
+    """Seconds for one forward + backward (inputs are prepared outside the timer)."""
+    x = logits.detach().requires_grad_(True)
+    _sync(device)
+    start = time.perf_counter()
+    loss_rank, _ = loss_fn(x, targets)
+    loss_rank.backward()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def check_agreement(case: Case, logits, targets, device):
+    """Runs both sides once (also the warm-up); returns the reference's time or aborts."""
+    _sync(device)
+    start = time.perf_counter()
+    ref = forward_backward(reference_loss, logits, targets)
+    _sync(device)
+    ref_seconds = time.perf_counter() - start
+    fast = forward_backward(fast_loss, logits, targets)
+    problems = []
+    for what, r, f in (("loss_rank", ref[0], fast[0]), ("loss_sort", ref[1], fast[1])):
+        r, f = float(r), float(f)
+        if not abs(f - r) <= LOSS_RTOL * abs(r) + 1e-12:
+            problems.append(f"{what}: reference {r:.8g} fast {f:.8g}")
+    scale = float(ref[2].abs().max())
+    err = float((fast[2].double() - ref[2].double()).abs().max())
+    if not err <= GRAD_RTOL * scale:
+        problems.append(f"gradient: max abs diff {err:.3g} vs max abs gradient {scale:.3g}")
+    status = "MISMATCH" if problems else "ok"
+    print(
+        f"  check {case.name}: {status} (loss_rank {float(ref[0]):.6f}, loss_sort "
+        f"{float(ref[1]):.6f}, grad max diff / max |grad| = {err / max(scale, 1e-30):.1e}); "
+        f"reference took {ref_seconds:.2f} s",
+        flush=True,
+    )
+    if problems:
+        print("ABORT: fast and reference disagree on " + case.name, file=sys.stderr)
+        for line in problems:
+            print("  " + line, file=sys.stderr)
+        sys.exit(1)
+    return ref_seconds
+
+
+def time_both(logits, targets, device, fast_reps: int, ref_reps: int):
+    """Interleaved repeats of both sides; returns (reference times, fast times) in seconds."""
+    ref_times, fast_times = [], []
+    for rep in range(max(fast_reps, ref_reps)):
+        if rep < ref_reps:
+            ref_times.append(timed(reference_loss, logits, targets, device))
+        if rep < fast_reps:
+            fast_times.append(timed(fast_loss, logits, targets, device))
+    return ref_times, fast_times
+
+
+# ----------------------------------------------------------------------------------------------
+# Peak memory of the fast loss
+
+
+def _proc_status_kib(field: str) -> Optional[int]:
+    """A ``kB`` field of /proc/self/status (Linux), or None where unavailable."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _peak_rss_kib() -> int:
+    """Peak resident set size of this process so far, in KiB.
+
+    ru_maxrss (KiB on Linux) is the portable measure, but on Linux it is not reset by exec: a
+    spawned child starts with its parent's RSS at fork time as its ru_maxrss (the kernel keeps the
+    old address space's high-water mark). The benchmark's parent holds large inputs, so that
+    inherited value would hide the child's whole measurement. VmHWM in /proc/self/status is the
+    same high-water mark for this process's own address space only, so it is used where present.
+    """
+    hwm = _proc_status_kib("VmHWM")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _cpu_peak_child(case: Case, num_threads: int):
+    """Peak extra bytes of one fast forward + backward, measured in this (fresh) process.
+
+    Why RSS: the CPU allocator keeps no peak statistics (torch.cuda.max_memory_allocated has no
+    CPU counterpart) and tracemalloc does not see allocations made by ATen's C++ code, so the
+    process's peak resident set size is the one measure that sees every byte. It is a high-water
+    mark over the whole life of the process (and freed heap memory is reused without showing up),
+    hence a fresh process per case, inputs built without input-sized temporaries, and a tiny
+    warm-up call first so that one-off allocations (thread pools, kernel caches) are not counted.
+    Returns (peak extra bytes, bytes by which an earlier high-water mark exceeded the RSS just
+    before the call: up to that much of the call's peak could be hidden under it).
+    """
+    torch.set_num_threads(num_threads)
+    logits, targets = make_inputs(case, torch.device("cpu"))
+    tiny_y = torch.zeros(1000)
+    tiny_y[::50] = 0.7
+    forward_backward(fast_loss, torch.randn(1000), tiny_y)
+    gc.collect()
+    rss_before = _proc_status_kib("VmRSS")
+    peak_before = _peak_rss_kib()
+    forward_backward(fast_loss, logits, targets)
+    peak_after = _peak_rss_kib()
+    hidden_kib = 0 if rss_before is None else max(0, peak_before - rss_before)
+    return (peak_after - peak_before) * 1024, hidden_kib * 1024
+
+
+def peak_extra_bytes(case: Case, logits, targets, device: torch.device):
+    """(peak extra bytes of the fast loss, possible under-count in bytes)."""
+    if device.type == "cuda":
+        gc.collect()
+        torch.cuda.empty_cache()
+        _sync(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        forward_backward(fast_loss, logits, targets)
+        _sync(device)
+        return torch.cuda.max_memory_allocated(device) - before, 0
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        return pool.apply(_cpu_peak_child, (case, torch.get_num_threads()))
+
+
+# ----------------------------------------------------------------------------------------------
+# One case, the table, the summary
+
+
+@dataclass
+class Row:
+    case: Case
+    num_relevant: int
+    ref_ms: float
+    ref_reps: int
+    fast_ms: float
+    fast_reps: int
+    peak_mib: float
+    peak_x_input: float
+    hidden_mib: float
+
+    @property
+    def ratio(self) -> float:
+        return self.ref_ms / self.fast_ms
+
+
+def run_case(case: Case, device, fast_reps: int, ref_reps: int) -> Row:
+    logits, targets = make_inputs(case, device)
+    num_rel = count_relevant(logits, targets)
+    print(f"{case.name}: N={case.num}, P={case.num_pos}, relevant negatives={num_rel}", flush=True)
+    ref_seconds = check_agreement(case, logits, targets, device)
+    if ref_seconds * ref_reps > REF_BUDGET_S:
+        print(
+            f"  reference would take ~{ref_seconds * ref_reps:.0f} s for {ref_reps} repeats: "
+            "capped at 1 repeat",
+            flush=True,
+        )
+        ref_reps = 1
+    ref_times, fast_times = time_both(logits, targets, device, fast_reps, ref_reps)
+    peak, hidden = peak_extra_bytes(case, logits, targets, device)
+    input_bytes = logits.numel() * logits.element_size() + targets.numel() * targets.element_size()
+    return Row(
+        case=case,
+        num_relevant=num_rel,
+        ref_ms=1e3 * statistics.median(ref_times),
+        ref_reps=len(ref_times),
+        fast_ms=1e3 * statistics.median(fast_times),
+        fast_reps=len(fast_times),
+        peak_mib=peak / MIB,
+        peak_x_input=peak / input_bytes,
+        hidden_mib=hidden / MIB,
+    )
+
+
+HEADER = [
+    "case",
+    "N",
+    "P",
+    "regime",
+    "rel. neg.",
+    "reference ms",
+    "fast ms",
+    "ref/fast",
+    "fast peak MiB",
+    "x input",
+]
+
+
+def _sci(n: int) -> str:
+    """1000000 -> '1e6', 1280000 -> '1.28e6'."""
+    exponent = len(str(n)) - 1
+    return f"{n / 10 ** exponent:g}e{exponent}"
+
+
+def _cells(row: Row) -> List[str]:
+    ref = f"{row.ref_ms:.1f}" + ("" if row.ref_reps > 1 else " (1 rep)")
+    return [
+        "R-CNN" if row.case.head == "rcnn" else "dense",
+        _sci(row.case.num),
+        str(row.case.num_pos),
+        row.case.regime,
+        str(row.num_relevant),
+        ref,
+        f"{row.fast_ms:.1f}",
+        f"{row.ratio:.1f}",
+        f"{row.peak_mib:.1f}" + ("*" if row.hidden_mib > 1 else ""),
+        f"{row.peak_x_input:.2f}",
+    ]
+
+
+def print_table(rows: List[Row], markdown: bool):
+    table = [HEADER] + [_cells(r) for r in rows]
+    if markdown:
+        print("| " + " | ".join(HEADER) + " |")
+        print("|" + "|".join(["---"] * 4 + ["---:"] * (len(HEADER) - 4)) + "|")
+        for cells in table[1:]:
+            print("| " + " | ".join(cells) + " |")
+        return
+    widths = [max(len(r[c]) for r in table) for c in range(len(HEADER))]
+    for i, cells in enumerate(table):
+        print("  ".join(c.rjust(w) for c, w in zip(cells, widths)))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def print_summary(rows: List[Row]):
+    if not rows:
+        print("no case selected")
+        return
+    ratios = [r.ratio for r in rows]
+    print(f"ratio reference/fast: min {min(ratios):.1f}x, max {max(ratios):.1f}x")
+    big = [r for r in rows if r.case.head == "dense" and r.case.num == 1_000_000 and r.case.num_pos == 1000]
+    if big:
+        holds = all(r.ratio >= 10 for r in big)
+        detail = ", ".join(f"{r.case.regime} {r.ratio:.1f}x" for r in big)
+        print(f'"fast >= 10x at N=1e6, P=1000": {"holds" if holds else "DOES NOT hold"} ({detail})')
+    else:
+        print('"fast >= 10x at N=1e6, P=1000": not measured (case not selected)')
+    slower = [r.case.name for r in rows if r.ratio < 1]
+    print(f'"never slower": {"holds" if not slower else "DOES NOT hold: " + ", ".join(slower)}')
+    if any(r.hidden_mib > 1 for r in rows):
+        print("* the peak may be under-counted: an earlier high-water mark sat above the RSS before the call")
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--quick", action="store_true", help="small cases, few repeats (make demo)")
+    parser.add_argument("--cases", default="", help="comma-separated substrings of case names")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(args.device)
+    fast_reps, ref_reps = (5, 3) if args.quick else (7, 3)
+    cases = all_cases(args.quick)
+    if args.cases:
+        wanted = [w for w in args.cases.split(",") if w]
+        cases = [c for c in cases if any(w in c.name for w in wanted)]
+
+    print(f"torch {torch.__version__}, device {device} ({device_name(device)}), "
+          f"{torch.get_num_threads()} threads")
+    print(f"reference: tests/rs_reference.py, float32, use_threshold=True (the authors' code: "
+          f"float32 buffers, loop over positives, only relevant negatives); delta={DELTA}")
+    print("fast: rs_detectron2.losses.rank_sort_loss; both timed as forward+backward via autograd")
+    for regime, text in REGIMES.items():
+        print(f"regime {regime}: {text}")
+    print("dense targets of positives ~ U(0.1,1]; R-CNN: one-hot over 80 classes, IoU ~ U(0.5,1]")
+    print(f"median of {fast_reps} (fast) / {ref_reps} (reference) repeats after one warm-up "
+          f"(the agreement check); reference capped at 1 repeat if it would take > "
+          f"{REF_BUDGET_S:.0f} s")
+    peak_how = ("CUDA max_memory_allocated" if device.type == "cuda"
+                else "peak RSS growth in a fresh process")
+    print(f"fast peak = extra memory of one forward+backward ({peak_how}); x input = "
+          "multiple of logits + targets bytes", flush=True)
+
+    start = time.perf_counter()
+    rows = [run_case(case, device, fast_reps, ref_reps) for case in cases]
+    print()
+    print_table(rows, args.markdown)
+    print()
+    print_summary(rows)
+    print(f"total benchmark time {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

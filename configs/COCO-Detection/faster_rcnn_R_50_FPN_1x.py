@@ -1,0 +1,10 @@
+# Stock Faster R-CNN R-50-FPN, 1x, with the same data and schedule as the RS model; only the
+# heads and the learning rate (0.02, Detectron2's) differ.
+from ..common.data.coco import dataloader
+from ..common.models.faster_rcnn_fpn import model
+from ..common.optim import SGD as optimizer
+from ..common.schedule import lr_multiplier_1x as lr_multiplier
+from ..common.train import train
+
+dataloader.train.mapper.use_instance_mask = False
+optimizer.lr = 0.02

@@ -1,0 +1,8 @@
+# Stock Mask R-CNN R-50-FPN, 1x, same data and schedule as RS-Mask R-CNN.
+from ..common.data.coco import dataloader
+from ..common.models.mask_rcnn_fpn import model
+from ..common.optim import SGD as optimizer
+from ..common.schedule import lr_multiplier_1x as lr_multiplier
+from ..common.train import train
+
+optimizer.lr = 0.02

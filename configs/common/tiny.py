@@ -1,0 +1,37 @@
+# Data, optimiser, schedule and training options of the tiny CPU configs in quick_schedules/:
+# the generated shapes dataset (rs_detectron2.data.register_shapes), images of 128-160 px, batch 4.
+import detectron2.data.transforms as T
+from detectron2.config import LazyCall as L
+from detectron2.solver import WarmupParamScheduler
+from fvcore.common.param_scheduler import MultiStepParamScheduler
+
+from .data.coco import dataloader
+from .optim import SGD as optimizer
+from .train import train
+
+dataloader.train.dataset.names = "rs_shapes_train"
+dataloader.train.mapper.augmentations = [
+    L(T.ResizeShortestEdge)(short_edge_length=(128, 144, 160), sample_style="choice", max_size=256),
+    L(T.RandomFlip)(horizontal=True),
+]
+dataloader.train.total_batch_size = 4
+dataloader.train.num_workers = 0
+dataloader.test.dataset.names = "rs_shapes_val"
+dataloader.test.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=160, max_size=256)]
+dataloader.test.num_workers = 0
+
+optimizer.lr = 0.01
+
+lr_multiplier = L(WarmupParamScheduler)(
+    scheduler=L(MultiStepParamScheduler)(values=[1.0, 0.1], milestones=[240, 300]),
+    warmup_length=0.1,
+    warmup_method="linear",
+    warmup_factor=0.001,
+)
+
+train.max_iter = 300
+train.init_checkpoint = ""
+train.eval_period = 300
+train.log_period = 20
+train.checkpointer.period = 100
+train.output_dir = "./output/tiny"

@@ -1,0 +1,3 @@
+from .rs_rpn import RSRPN
+
+__all__ = ["RSRPN"]

@@ -1,0 +1,86 @@
+"""RS-RPN: Detectron2's RPN trained with Rank & Sort loss on objectness (spec 3.1)."""
+
+from typing import Dict, List
+
+import torch
+
+from detectron2.config import configurable
+from detectron2.layers import cat
+from detectron2.modeling.proposal_generator import RPN
+from detectron2.structures import Boxes
+from detectron2.utils.events import get_event_storage
+
+from ..rs_head_losses import regression_quality, rs_detection_losses
+
+__all__ = ["RSRPN"]
+
+
+class RSRPN(RPN):
+    """RPN whose losses are RS on objectness over every non-ignored anchor of every image in the
+    batch (no sampling), quality = IoU of the regressed anchor with its ground truth, and a
+    score-weighted GIoU box loss balanced to rank + sort. All three are multiplied by
+    ``loss_weight`` (0.2 in the paper). Proposal generation is unchanged.
+
+    Losses: ``loss_rpn_rank``, ``loss_rpn_sort``, ``loss_rpn_box``.
+    """
+
+    @configurable
+    def __init__(self, *, loss_weight: float = 0.2, delta: float = 0.5, **kwargs):
+        """
+        Args:
+            loss_weight: multiplier of all three RPN losses (the paper's RPN head weight, 0.2).
+            delta: RS smoothing.
+            kwargs: the arguments of :class:`detectron2.modeling.proposal_generator.RPN`;
+                ``batch_size_per_image`` and ``positive_fraction`` are unused (no sampling).
+        """
+        super().__init__(**kwargs)
+        self.loss_weight = float(loss_weight)
+        self.delta = float(delta)
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        ret = super().from_config(cfg, input_shape)
+        ret["loss_weight"] = cfg.MODEL.RPN.LOSS_WEIGHT
+        return ret
+
+    def _subsample_labels(self, label):
+        """RS ranks every anchor: nothing is sampled away."""
+        return label
+
+    def losses(
+        self,
+        anchors: List[Boxes],
+        pred_objectness_logits: List[torch.Tensor],
+        gt_labels: List[torch.Tensor],
+        pred_anchor_deltas: List[torch.Tensor],
+        gt_boxes: List[torch.Tensor],
+    ) -> Dict[str, torch.Tensor]:
+        """Same inputs as :meth:`RPN.losses`; returns the three RS-RPN losses."""
+        labels = torch.stack(gt_labels)  # (N, A): -1 ignore, 0 negative, 1 positive
+        logits = cat(pred_objectness_logits, dim=1)  # (N, A)
+        deltas = cat(pred_anchor_deltas, dim=1)  # (N, A, 4)
+        anchors = Boxes.cat(anchors).tensor  # (A, 4)
+        pos_img, pos_anchor = torch.nonzero(labels == 1, as_tuple=True)
+
+        pred_boxes = self.box2box_transform.apply_deltas(
+            deltas[pos_img, pos_anchor], anchors[pos_anchor]
+        )
+        matched_gt = torch.stack(gt_boxes)[pos_img, pos_anchor]
+        targets = labels.to(torch.float32)
+        targets[pos_img, pos_anchor] = regression_quality(pred_boxes, matched_gt)
+
+        num_images = len(gt_labels)
+        storage = get_event_storage()
+        storage.put_scalar("rpn/num_pos_anchors", pos_img.numel() / num_images)
+        storage.put_scalar("rpn/num_neg_anchors", (labels == 0).sum().item() / num_images)
+
+        losses = rs_detection_losses(
+            logits,
+            targets,
+            pred_boxes,
+            matched_gt,
+            logits[pos_img, pos_anchor].detach().sigmoid(),
+            prefix="loss_rpn",
+            delta=self.delta,
+        )
+        return {k: v * self.loss_weight for k, v in losses.items()}

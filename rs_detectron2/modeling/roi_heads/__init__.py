@@ -1,0 +1,13 @@
+from .rs_fast_rcnn import BOX_SCORE_FIELD, RSFastRCNNOutputLayers
+from .rs_mask_head import RSMaskRCNNConvUpsampleHead, rs_mask_loss
+from .rs_roi_heads import RSCascadeROIHeads, RSStandardROIHeads, cap_instances
+
+__all__ = [
+    "BOX_SCORE_FIELD",
+    "RSFastRCNNOutputLayers",
+    "RSMaskRCNNConvUpsampleHead",
+    "rs_mask_loss",
+    "RSCascadeROIHeads",
+    "RSStandardROIHeads",
+    "cap_instances",
+]

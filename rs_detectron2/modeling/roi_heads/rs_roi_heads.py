@@ -1,0 +1,106 @@
+"""ROI heads of RS-R-CNN: mask-RoI cap and mask balancing (standard), logit averaging (cascade)."""
+
+from typing import List
+
+import torch
+
+from detectron2.config import configurable
+from detectron2.modeling.roi_heads import CascadeROIHeads, StandardROIHeads
+from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
+from detectron2.modeling.roi_heads.roi_heads import select_foreground_proposals
+from detectron2.structures import Instances
+
+from ...losses import balance_to
+
+__all__ = ["RSStandardROIHeads", "RSCascadeROIHeads", "cap_instances"]
+
+
+def cap_instances(instances: List[Instances], max_total: int) -> List[Instances]:
+    """Keep at most ``max_total`` instances over the whole batch, drawn uniformly at random.
+
+    Args:
+        instances: per-image Instances.
+        max_total: cap over all images together (< 0: no cap).
+    Returns:
+        per-image Instances, each a subset of the input in its original order.
+    """
+    sizes = [len(x) for x in instances]
+    total = sum(sizes)
+    if max_total < 0 or total <= max_total:
+        return instances
+    device = instances[0].proposal_boxes.device if instances[0].has("proposal_boxes") else "cpu"
+    keep = torch.zeros(total, dtype=torch.bool, device=device)
+    keep[torch.randperm(total, device=device)[:max_total]] = True
+    return [x[k] for x, k in zip(instances, keep.split(sizes))]
+
+
+class RSStandardROIHeads(StandardROIHeads):
+    """StandardROIHeads for RS-Faster / RS-Mask R-CNN.
+
+    - At most ``max_masks_per_batch`` random foreground RoIs (over the batch) train the mask head
+      (200 in the paper).
+    - ``loss_rcnn_mask`` is rescaled every iteration so that its value equals
+      ``loss_rcnn_rank + loss_rcnn_sort`` (no gradient through the scale).
+    Sampling is controlled by the usual arguments: RS configs set ``batch_size_per_image`` so
+    large that every proposal is used.
+    """
+
+    @configurable
+    def __init__(self, *, max_masks_per_batch: int = 200, **kwargs):
+        super().__init__(**kwargs)
+        self.max_masks_per_batch = int(max_masks_per_batch)
+
+    def forward(self, images, features, proposals, targets=None):
+        results, losses = super().forward(images, features, proposals, targets)
+        if self.training and "loss_rcnn_mask" in losses and "loss_rcnn_rank" in losses:
+            losses["loss_rcnn_mask"] = balance_to(
+                losses["loss_rcnn_mask"], losses["loss_rcnn_rank"] + losses["loss_rcnn_sort"]
+            )
+        return results, losses
+
+    def _forward_mask(self, features, instances):
+        if self.training and self.mask_on:
+            foreground, _ = select_foreground_proposals(instances, self.num_classes)
+            instances = cap_instances(foreground, self.max_masks_per_batch)
+        return super()._forward_mask(features, instances)
+
+
+class RSCascadeROIHeads(CascadeROIHeads):
+    """CascadeROIHeads for RS-Cascade R-CNN (spec 3.3).
+
+    - The stages' box features are not gradient-scaled by 1 / num_stages (Detectron2 does this;
+      the authors' mmdet code does not), and stage losses are summed with weight 1.
+    - At test time the stages' classification *logits* are averaged before the sigmoid (Detectron2
+      averages probabilities); boxes come from the last stage.
+    Each stage's predictor is an :class:`RSFastRCNNOutputLayers`, so each stage self-balances.
+    """
+
+    def _run_stage(self, features, proposals, stage):
+        box_features = self.box_pooler(features, [x.proposal_boxes for x in proposals])
+        box_features = self.box_head[stage](box_features)
+        return self.box_predictor[stage](box_features)
+
+    def _forward_box(self, features, proposals, targets=None):
+        if self.training:
+            return super()._forward_box(features, proposals, targets)
+        features = [features[f] for f in self.box_in_features]
+        image_sizes = [x.image_size for x in proposals]
+        logit_sum = None
+        for stage in range(self.num_cascade_stages):
+            if stage > 0:
+                proposals = self._create_proposals_from_boxes(boxes, image_sizes)
+            predictions = self._run_stage(features, proposals, stage)
+            boxes = self.box_predictor[stage].predict_boxes(predictions, proposals)
+            logit_sum = predictions[0] if logit_sum is None else logit_sum + predictions[0]
+        predictor = self.box_predictor[-1]
+        mean_logits = logit_sum / self.num_cascade_stages
+        scores = predictor.predict_probs((mean_logits, predictions[1]), proposals)
+        instances, _ = fast_rcnn_inference(
+            boxes,
+            scores,
+            image_sizes,
+            predictor.test_score_thresh,
+            predictor.test_nms_thresh,
+            predictor.test_topk_per_image,
+        )
+        return instances

@@ -1,0 +1,60 @@
+"""Every config in configs/ loads, and its model instantiates with the expected RS heads."""
+
+import glob
+import os
+
+import pytest
+import torch
+
+from detectron2.config import LazyConfig, instantiate
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(
+    os.path.relpath(p, os.path.join(REPO, "configs"))
+    for p in glob.glob(os.path.join(REPO, "configs", "**", "*.py"), recursive=True)
+    if f"{os.sep}common{os.sep}" not in p
+)
+
+
+def load(name):
+    return LazyConfig.load(os.path.join(REPO, "configs", name))
+
+
+def test_configs_found():
+    assert len(CONFIGS) >= 12
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_instantiates(name):
+    cfg = load(name)
+    for key in ("model", "dataloader", "optimizer", "lr_multiplier", "train"):
+        assert key in cfg, f"{name} lacks {key}"
+    model = instantiate(cfg.model)
+    assert sum(p.numel() for p in model.parameters()) > 0
+    is_rs = os.path.basename(name).startswith("rs_")
+    head_names = {type(m).__name__ for m in model.modules()}
+    assert any(n.startswith("RS") for n in head_names) == is_rs, head_names
+
+
+@pytest.mark.parametrize("name", [c for c in CONFIGS if not c.startswith("quick_schedules")])
+def test_full_configs_follow_the_paper(name):
+    cfg = load(name)
+    assert cfg.dataloader.train.total_batch_size == 16
+    assert cfg.lr_multiplier.warmup_length * 90000 == pytest.approx(500)
+    assert list(cfg.lr_multiplier.scheduler.milestones) == [60000, 80000, 90000]
+    assert cfg.train.max_iter == 90000
+    assert cfg.train.device == ("cuda" if torch.cuda.is_available() else "cpu")
+    # pretrained backbones keep Detectron2's FrozenBN default
+    assert cfg.model.backbone.bottom_up.stem.norm == "FrozenBN"
+    if os.path.basename(name).startswith("rs_"):
+        assert cfg.optimizer.lr == pytest.approx(0.012)
+        rpn = cfg.model.proposal_generator
+        assert rpn.loss_weight == pytest.approx(0.2)
+        assert tuple(rpn.box2box_transform.weights) == (10, 10, 5, 5)
+        assert cfg.model.roi_heads.batch_size_per_image >= 10**6  # no RoI sampling
+        predictors = cfg.model.roi_heads.get("box_predictors") or [cfg.model.roi_heads.box_predictor]
+        for p in predictors:
+            assert p.test_score_thresh == pytest.approx(0.4)
+            assert tuple(p.box2box_transform.weights) == (10, 10, 5, 5)
+    else:
+        assert cfg.optimizer.lr == pytest.approx(0.02)

@@ -1,0 +1,261 @@
+"""RS heads inside tiny two-stage models: loss keys, finiteness, gradient flow, empty GT, IoU-0."""
+
+import os
+
+import pytest
+import torch
+
+from detectron2.config import LazyConfig, instantiate
+from detectron2.structures import Boxes, BitMasks, Instances
+from detectron2.utils.events import EventStorage
+
+from rs_detectron2.losses import rank_sort_loss
+from rs_detectron2.modeling import RSFastRCNNOutputLayers, RSRPN
+from rs_detectron2.modeling.roi_heads import BOX_SCORE_FIELD
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUICK = os.path.join(REPO, "configs", "quick_schedules")
+
+RS_MODELS = {
+    "rs_faster_rcnn_tiny.py": ["loss_rpn", "loss_rcnn"],
+    "rs_mask_rcnn_tiny.py": ["loss_rpn", "loss_rcnn"],
+    "rs_cascade_rcnn_tiny.py": ["loss_rpn"] + [f"loss_rcnn_{{}}_stage{i}" for i in range(3)],
+}
+
+
+def expected_keys(config_name):
+    keys = set()
+    for prefix in RS_MODELS[config_name]:
+        for part in ("rank", "sort", "box"):
+            keys.add(prefix.format(part) if "{}" in prefix else f"{prefix}_{part}")
+    if "mask" in config_name:
+        keys.add("loss_rcnn_mask")
+    return keys
+
+
+def build(config_name, seed=0):
+    torch.manual_seed(seed)
+    cfg = LazyConfig.load(os.path.join(QUICK, config_name))
+    model = instantiate(cfg.model)
+    model.train()
+    return model
+
+
+def make_image(height, width, boxes, classes, seed):
+    """A batched-input dict: random image, given GT boxes (XYXY) and classes, box-shaped masks."""
+    g = torch.Generator().manual_seed(seed)
+    image = torch.randint(0, 255, (3, height, width), generator=g, dtype=torch.uint8)
+    inst = Instances((height, width))
+    boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    inst.gt_boxes = Boxes(boxes)
+    inst.gt_classes = torch.tensor(classes, dtype=torch.long)
+    masks = torch.zeros((len(boxes), height, width), dtype=torch.bool)
+    for m, (x1, y1, x2, y2) in zip(masks, boxes.round().long().tolist()):
+        m[y1:y2, x1:x2] = True
+    inst.gt_masks = BitMasks(masks)
+    return {"image": image, "instances": inst, "height": height, "width": width}
+
+
+def batch(num_empty=0):
+    objects = [
+        ([[10, 12, 70, 80], [60, 40, 120, 110]], [1, 3]),
+        ([[30, 30, 90, 100]], [5]),
+        ([[5, 5, 50, 40], [70, 70, 125, 125], [20, 80, 60, 120]], [0, 7, 2]),
+    ]
+    inputs = []
+    for i, (boxes, classes) in enumerate(objects):
+        if i < num_empty:
+            boxes, classes = [], []
+        inputs.append(make_image(128, 128, boxes, classes, seed=i))
+    return inputs
+
+
+def train_step(model, inputs):
+    with EventStorage(0) as storage:
+        losses = model(inputs)
+        total = sum(losses.values())
+        total.backward()
+    return losses, storage
+
+
+def grad_norm(module):
+    return sum(float(p.grad.abs().sum()) for p in module.parameters() if p.grad is not None)
+
+
+def head_modules(model):
+    """Classifier and regressor layers of every RS head in the model."""
+    rpn = model.proposal_generator.rpn_head
+    mods = {"rpn_cls": rpn.objectness_logits, "rpn_reg": rpn.anchor_deltas}
+    roi = model.roi_heads
+    predictors = roi.box_predictor if isinstance(roi.box_predictor, torch.nn.ModuleList) else [
+        roi.box_predictor
+    ]
+    for i, p in enumerate(predictors):
+        mods[f"rcnn{i}_cls"] = p.cls_score
+        mods[f"rcnn{i}_reg"] = p.bbox_pred
+    if getattr(roi, "mask_on", False):
+        mods["mask"] = roi.mask_head.predictor
+    return mods
+
+
+@pytest.mark.parametrize("config_name", sorted(RS_MODELS))
+def test_losses_keys_finite_and_gradients(config_name):
+    model = build(config_name)
+    losses, storage = train_step(model, batch())
+    assert set(losses) == expected_keys(config_name)
+    for name, value in losses.items():
+        assert value.dim() == 0 and torch.isfinite(value), name
+        if name.endswith("_sort"):
+            assert not value.requires_grad, name
+    for name, module in head_modules(model).items():
+        assert grad_norm(module) > 0, f"no gradient reached {name}"
+    # The box (and mask) losses are balanced to rank + sort of their own head.
+    for key in losses:
+        if key.endswith("_box") or key.endswith("_mask"):
+            rank_key = key.replace("_box", "_rank").replace("loss_rcnn_mask", "loss_rcnn_rank")
+            ref = losses[rank_key] + losses[rank_key.replace("_rank", "_sort")]
+            torch.testing.assert_close(losses[key].detach(), ref.detach(), rtol=1e-5, atol=1e-7)
+    assert "rpn/num_pos_anchors" in storage.histories()
+
+
+@pytest.mark.parametrize("config_name", sorted(RS_MODELS))
+@pytest.mark.parametrize("num_empty", [1, 3])
+def test_empty_ground_truth(config_name, num_empty):
+    model = build(config_name)
+    losses, _ = train_step(model, batch(num_empty=num_empty))
+    assert set(losses) == expected_keys(config_name)
+    for name, value in losses.items():
+        assert torch.isfinite(value), name
+    if num_empty == 3:
+        # No positives anywhere: rank / sort / box are 0 and still part of the graph.
+        for name, value in losses.items():
+            assert float(value) == 0.0, name
+        for name, module in head_modules(model).items():
+            for p in module.parameters():
+                assert p.grad is not None, f"{name} fell out of the graph"
+
+
+def test_rpn_loss_weight_and_no_sampling():
+    model = build("rs_faster_rcnn_tiny.py")
+    rpn = model.proposal_generator
+    assert isinstance(rpn, RSRPN) and rpn.loss_weight == pytest.approx(0.2)
+    labels = torch.tensor([1, 0, 0, -1, 1, 0, 0, 0])
+    assert torch.equal(rpn._subsample_labels(labels.clone()), labels)
+
+
+def _predictor(num_classes=3, agnostic=False):
+    from detectron2.layers import ShapeSpec
+    from detectron2.modeling.box_regression import Box2BoxTransform
+
+    return RSFastRCNNOutputLayers(
+        ShapeSpec(channels=8),
+        box2box_transform=Box2BoxTransform(weights=(10, 10, 5, 5)),
+        num_classes=num_classes,
+        cls_agnostic_bbox_reg=agnostic,
+    )
+
+
+def _proposals(boxes, gt_boxes, gt_classes):
+    p = Instances((200, 200))
+    p.proposal_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32))
+    p.gt_boxes = Boxes(torch.tensor(gt_boxes, dtype=torch.float32))
+    p.gt_classes = torch.tensor(gt_classes)
+    return p
+
+
+def test_iou_zero_positive_stays_positive():
+    """A foreground RoI whose regressed box misses its GT entirely is still ranked as a positive."""
+    predictor = _predictor()
+    # RoI 0 is foreground (class 1); its deltas move the box far to the right: IoU 0 with its GT.
+    proposals = [
+        _proposals(
+            [[10, 10, 50, 50], [100, 100, 150, 150], [0, 0, 30, 30]],
+            [[10, 10, 50, 50], [0, 0, 1, 1], [0, 0, 1, 1]],
+            [1, 3, 3],  # 3 = background
+        )
+    ]
+    scores = torch.tensor([[0.0, -1.0, 0.0], [2.0, 3.0, 1.0], [0.5, 0.5, 0.5]], requires_grad=True)
+    deltas = torch.zeros(3, 12)
+    deltas[0, 4] = 40.0  # class 1's dx: with weight 10, a shift of 4 box widths, no overlap
+    deltas.requires_grad_(True)
+    with EventStorage(0):
+        losses = predictor.losses((scores, deltas), proposals)
+    assert float(losses["loss_rcnn_rank"]) > 0  # only possible if RoI 0 / class 1 is a positive
+    losses["loss_rcnn_rank"].backward()
+    assert float(scores.grad[0, 1]) < 0  # pulled up, as a positive
+    assert float(scores.grad[1, 1]) > 0  # the negatives scored above it are pushed down
+    # the mask head's weights are recorded on the proposals
+    assert proposals[0].has(BOX_SCORE_FIELD)
+    torch.testing.assert_close(proposals[0].get(BOX_SCORE_FIELD), scores.detach().sigmoid().amax(1))
+
+
+def test_rcnn_targets_follow_regressed_iou():
+    """The RS target of a positive is the IoU of its regressed (GT-class) box with its GT."""
+    predictor = _predictor(num_classes=2, agnostic=True)
+    proposals = [_proposals([[0, 0, 100, 100], [0, 0, 50, 100]], [[0, 0, 100, 100]] * 2, [0, 1])]
+    scores = torch.tensor([[1.0, -1.0], [-1.0, 0.5]], requires_grad=True)
+    deltas = torch.zeros(2, 4, requires_grad=True)
+    with EventStorage(0):
+        losses = predictor.losses((scores, deltas), proposals)
+    # Regressed boxes equal the proposals: IoUs 1.0 and 0.5.
+    targets = torch.tensor([[1.0, 0.0], [0.0, 0.5]])
+    rank, sort = rank_sort_loss(scores.detach(), targets)
+    torch.testing.assert_close(losses["loss_rcnn_rank"].detach(), rank)
+    torch.testing.assert_close(losses["loss_rcnn_sort"], sort)
+
+
+def test_rcnn_inference_scores_are_sigmoid_with_zero_background():
+    predictor = _predictor(num_classes=3)
+    proposals = [_proposals([[0, 0, 10, 10]] * 2, [[0, 0, 10, 10]] * 2, [0, 0])]
+    logits = torch.tensor([[0.0, 1.0, -2.0], [3.0, 0.0, 0.0]])
+    (probs,) = predictor.predict_probs((logits, torch.zeros(2, 12)), proposals)
+    assert probs.shape == (2, 4)
+    torch.testing.assert_close(probs[:, :3], logits.sigmoid())
+    assert torch.all(probs[:, 3] == 0)
+    assert predictor.cls_score.out_features == 3
+
+
+def test_mask_cap_keeps_at_most_max_total():
+    from rs_detectron2.modeling.roi_heads import cap_instances
+
+    insts = []
+    for n in (150, 100, 0):
+        p = Instances((10, 10))
+        p.proposal_boxes = Boxes(torch.zeros(n, 4))
+        p.idx = torch.arange(n)
+        insts.append(p)
+    torch.manual_seed(0)
+    capped = cap_instances(insts, 200)
+    assert sum(len(x) for x in capped) == 200
+    for before, after in zip(insts, capped):
+        assert torch.all(after.idx[1:] > after.idx[:-1])  # a subset in the original order
+        assert set(after.idx.tolist()) <= set(before.idx.tolist())
+    assert cap_instances(insts, 1000) is insts
+
+
+def test_cascade_inference_averages_logits():
+    """RS-Cascade scores are sigmoid(mean of the stages' logits), not the mean of sigmoids."""
+    model = build("rs_cascade_rcnn_tiny.py")
+    model.eval()
+    roi = model.roi_heads
+    for p in roi.box_predictor:
+        p.test_score_thresh = 0.0
+    captured = []
+    orig = type(roi.box_predictor[0]).forward
+
+    def spy(self, x):
+        out = orig(self, x)
+        captured.append(out[0].detach())
+        return out
+
+    inputs = [{"image": torch.randint(0, 255, (3, 128, 128), dtype=torch.uint8)}]
+    with torch.no_grad(), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(type(roi.box_predictor[0]), "forward", spy)
+        out = model(inputs)[0]["instances"]
+    assert len(captured) == 3
+    expected = (sum(captured) / 3).sigmoid()
+    # every output score must be one of the averaged-logit probabilities
+    for s in out.scores[:20]:
+        assert torch.isclose(expected, s, atol=1e-6).any()
+    mean_of_probs = sum(c.sigmoid() for c in captured) / 3
+    assert not torch.allclose(expected, mean_of_probs)
