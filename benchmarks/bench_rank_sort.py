@@ -72,7 +72,7 @@ REGIMES = {
 
 
 class _ReferenceRankSort(torch.autograd.Function):
-    """The authors' loop (float32, threshold on negatives) with the fast loss's autograd contract."""
+    """The authors' loop (float32, threshold on negatives) behind the fast loss's autograd API."""
 
     @staticmethod
     def forward(ctx, logits, targets, delta):
@@ -135,7 +135,10 @@ def all_cases(quick: bool) -> List[Case]:
 
 
 def _distinct_indices(n: int, k: int, gen: torch.Generator) -> torch.Tensor:
-    """k distinct random indices in [0, n), without an n-sized temporary (see the memory note)."""
+    """k distinct random indices in [0, n) without an n-sized temporary.
+
+    (``randperm(n)`` would lift the RSS high-water mark above the inputs: see _cpu_peak_child.)
+    """
     while True:
         idx = torch.randint(0, n, (2 * k + 16,), generator=gen).unique()
         if idx.numel() >= k:
@@ -143,7 +146,7 @@ def _distinct_indices(n: int, k: int, gen: torch.Generator) -> torch.Tensor:
 
 
 def make_inputs(case: Case, device: torch.device):
-    """Float32 (logits, targets), built with in-place ops so that no input-sized temporary exists."""
+    """Float32 (logits, targets), built in place so that no input-sized temporary exists."""
     gen = torch.Generator().manual_seed(SEED + case.num_pos)
     logits = torch.empty(case.num)
     targets = torch.zeros(case.num)
@@ -421,7 +424,11 @@ def print_summary(rows: List[Row]):
         return
     ratios = [r.ratio for r in rows]
     print(f"ratio reference/fast: min {min(ratios):.1f}x, max {max(ratios):.1f}x")
-    big = [r for r in rows if r.case.head == "dense" and r.case.num == 1_000_000 and r.case.num_pos == 1000]
+    big = [
+        r
+        for r in rows
+        if r.case.head == "dense" and r.case.num == 1_000_000 and r.case.num_pos == 1000
+    ]
     if big:
         holds = all(r.ratio >= 10 for r in big)
         detail = ", ".join(f"{r.case.regime} {r.ratio:.1f}x" for r in big)
@@ -431,7 +438,7 @@ def print_summary(rows: List[Row]):
     slower = [r.case.name for r in rows if r.ratio < 1]
     print(f'"never slower": {"holds" if not slower else "DOES NOT hold: " + ", ".join(slower)}')
     if any(r.hidden_mib > 1 for r in rows):
-        print("* the peak may be under-counted: an earlier high-water mark sat above the RSS before the call")
+        print("* peak may be under-counted: an earlier high-water mark sat above the RSS before it")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -448,6 +455,22 @@ def device_name(device: torch.device) -> str:
     except OSError:
         pass
     return platform.processor() or "cpu"
+
+
+def load_line(when: str, own_threads: int = 0) -> str:
+    """The system load average, with a warning when other processes compete for the CPU cores.
+
+    ``own_threads``: how much of the load this benchmark itself accounts for.
+    """
+    try:
+        load = os.getloadavg()
+    except OSError:
+        return f"load average {when}: unavailable"
+    cores = os.cpu_count() or 1
+    line = f"load average {when}: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({cores} cores)"
+    if load[0] > own_threads + 0.75:
+        line += " -- WARNING: other processes compete for the CPU, timings are unreliable"
+    return line
 
 
 def parse_args(argv=None):
@@ -472,6 +495,7 @@ def main(argv=None):
 
     print(f"torch {torch.__version__}, device {device} ({device_name(device)}), "
           f"{torch.get_num_threads()} threads")
+    print(load_line("at start"))
     print(f"reference: tests/rs_reference.py, float32, use_threshold=True (the authors' code: "
           f"float32 buffers, loop over positives, only relevant negatives); delta={DELTA}")
     print("fast: rs_detectron2.losses.rank_sort_loss; both timed as forward+backward via autograd")
@@ -492,6 +516,7 @@ def main(argv=None):
     print_table(rows, args.markdown)
     print()
     print_summary(rows)
+    print(load_line("at end", min(torch.get_num_threads(), os.cpu_count() or 1)))
     print(f"total benchmark time {time.perf_counter() - start:.0f} s")
 
 

@@ -91,20 +91,22 @@ def reference_primary_terms(logits, targets, delta=0.5, dtype=torch.float64):
         if not is_pos[i]:
             continue
         h = step(s - s[i], delta)  # H(s_j - s_i) for every j
-        h_pos = h * is_pos
-        h_neg = h * is_neg
+        zero = torch.zeros_like(h)
+        h_pos = torch.where(is_pos, h, zero)
+        h_neg = torch.where(is_neg, h, zero)
+        y_pos = torch.where(is_pos, y, zero)  # ignored targets may be -inf: keep them out
         n_fp = h_neg.sum()
         rank_pos = h_pos.sum()
         l_rank = n_fp / (rank_pos + n_fp)
-        current = (h_pos * (1 - y)).sum() / rank_pos
-        allowed = h_pos * (y >= y[i])
-        target = (allowed * (1 - y)).sum() / allowed.sum()
+        current = (h_pos * (1 - y_pos)).sum() / rank_pos
+        allowed = h_pos * (y_pos >= y[i])
+        target = (allowed * (1 - y_pos)).sum() / allowed.sum()
         l_sort = current - target
         rank_errors.append(l_rank)
         sort_errors.append(l_sort)
         if n_fp > EPS:
             L[i] += l_rank * h_neg / n_fp
-        missorted = h_pos * (y < y[i])
+        missorted = h_pos * (y_pos < y[i])
         if missorted.sum() > EPS:
             L[i] += l_sort * missorted / missorted.sum()
     if num_pos == 0:

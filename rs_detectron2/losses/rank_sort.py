@@ -122,6 +122,9 @@ def _rank_sort_forward(s: torch.Tensor, y: torch.Tensor, delta: float):
     Returns ``(loss_rank, loss_sort, grad)``: two 0-dim float64 tensors and the gradient of
     ``loss_rank`` w.r.t. ``s`` as defined by the identity update, shape (n,), dtype of ``s``.
     """
+    if s.numel() == 0:
+        zero = torch.zeros((), dtype=torch.float64, device=s.device)
+        return zero, zero.clone(), torch.zeros_like(s)
     pos_mask = y > 0
     neg_mask = y == 0
     inf = torch.tensor(float("inf"), dtype=s.dtype, device=s.device)
@@ -130,13 +133,14 @@ def _rank_sort_forward(s: torch.Tensor, y: torch.Tensor, delta: float):
     threshold = torch.nextafter(threshold, -inf)
     rel_mask = neg_mask & (s >= threshold)
     s_min, s_max = torch.aminmax(s)  # NaN propagates, so both are finite iff every logit is
+    # float64 holds the counts exactly (float32 would round counts above 2^24)
     checks = torch.stack(
         [
-            torch.count_nonzero(pos_mask).to(s.dtype),
-            torch.count_nonzero(rel_mask).to(s.dtype),
-            s_min,
-            s_max,
-            y.max().to(s.dtype),
+            torch.count_nonzero(pos_mask).to(torch.float64),
+            torch.count_nonzero(rel_mask).to(torch.float64),
+            s_min.to(torch.float64),
+            s_max.to(torch.float64),
+            y.max().to(torch.float64),
         ]
     )
     num_pos, num_rel, s_min, s_max, y_max = checks.tolist()  # the one host synchronisation
@@ -275,11 +279,12 @@ def rank_sort_loss(
         w.r.t. ``logits`` is the full identity-update gradient (ranking and sorting parts), scaled
         only by the upstream gradient of ``loss_rank``; ``loss_sort`` has no gradient (log it and
         add it to the total, as the authors do). With no positives both losses are 0 and
-        ``loss_rank`` is still attached to the graph, with a zero gradient.
+        ``loss_rank`` is still attached to the graph, with a zero gradient; so does empty input.
 
     Raises:
         FloatingPointError: if any logit is NaN or infinite.
-        ValueError: on mismatched shapes, a negative delta, or targets that are NaN or above 1.
+        ValueError: on mismatched shapes, a negative or infinite delta, or targets that are NaN or
+            above 1.
     """
     if logits.shape != targets.shape:
         raise ValueError(
@@ -287,8 +292,8 @@ def rank_sort_loss(
             "must have the same shape"
         )
     delta = float(delta)
-    if not delta >= 0:
-        raise ValueError(f"rank_sort_loss: delta must be >= 0, got {delta}")
+    if not (delta >= 0 and math.isfinite(delta)):
+        raise ValueError(f"rank_sort_loss: delta must be finite and >= 0, got {delta}")
     return _RankSort.apply(logits, targets, delta)
 
 
@@ -297,8 +302,8 @@ class RankSortLoss(torch.nn.Module):
 
     def __init__(self, delta: float = 0.5):
         super().__init__()
-        if not float(delta) >= 0:
-            raise ValueError(f"RankSortLoss: delta must be >= 0, got {delta}")
+        if not (float(delta) >= 0 and math.isfinite(float(delta))):
+            raise ValueError(f"RankSortLoss: delta must be finite and >= 0, got {delta}")
         self.delta = float(delta)
 
     def forward(self, logits, targets):

@@ -18,3 +18,16 @@ __all__ = [
     "regression_quality",
     "rs_detection_losses",
 ]
+
+# Dense (one-stage) RS detectors and their anchor assigners.
+from .assigners import ATSSAssigner, IoUAssigner, PAAAssigner  # noqa: E402
+from .meta_arch import RSRetinaNet, ScaledRetinaNetHead, score_voting  # noqa: E402
+
+__all__ += [
+    "RSRetinaNet",
+    "ScaledRetinaNetHead",
+    "score_voting",
+    "IoUAssigner",
+    "ATSSAssigner",
+    "PAAAssigner",
+]

@@ -1,0 +1,27 @@
+# Tiny from-scratch versions of the dense models for CPU tests and the demo: ResNet-18 with BN
+# (FrozenBN from scratch diverges), 64-channel FPN (P3-P7), heads of 2 convs x 64 channels (GN(32)
+# in the ATSS / PAA heads), 8 classes (the shapes dataset), at most 50 detections per image.
+# Anchors, assigners, box coders and test settings stay exactly as in the full models.
+from detectron2.layers import ShapeSpec
+
+from .rs_dense import retinanet, rs_atss, rs_paa, rs_retinanet
+
+NUM_CLASSES = 8
+CHANNELS = 64
+R18_RES5_CHANNELS = 512
+
+for _m in (retinanet, rs_retinanet, rs_atss, rs_paa):
+    _bottom_up = _m.backbone.bottom_up
+    _bottom_up.freeze_at = 0
+    _bottom_up.stem.norm = "BN"
+    _bottom_up.stages.update(depth=18, norm="BN")
+    _bottom_up.stages.pop("stride_in_1x1")
+    _m.backbone.out_channels = CHANNELS
+    _m.num_classes = NUM_CLASSES
+    _m.head.num_classes = NUM_CLASSES
+    _m.head.input_shape = [ShapeSpec(channels=CHANNELS)] * 5
+    _m.head.conv_dims = [CHANNELS, CHANNELS]
+    _m.max_detections_per_image = 50
+    # P6 is computed from res5 (RetinaNet) or from P5 (ATSS / PAA, "on_output")
+    _top = _m.backbone.top_block
+    _top.in_channels = CHANNELS if _top.get("in_feature") == "p5" else R18_RES5_CHANNELS

@@ -1,0 +1,7 @@
+# RS-ATSS, tiny (ResNet-18 BN, 64-channel FPN P3-P7) on the generated shapes dataset, CPU.
+from ..common.models.tiny_dense import rs_atss as model
+from ..common.tiny import dataloader, lr_multiplier, optimizer, train
+
+dataloader.train.mapper.use_instance_mask = False
+optimizer.lr = 0.005
+train.output_dir = "./output/rs_atss_tiny"

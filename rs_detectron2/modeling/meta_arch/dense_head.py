@@ -1,0 +1,46 @@
+"""The ATSS / PAA head of RS-ATSS and RS-PAA: RetinaNet's towers with a learnable scale per level."""
+
+from typing import List
+
+import torch
+from torch import Tensor, nn
+
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec
+from detectron2.modeling.meta_arch.retinanet import RetinaNetHead
+
+__all__ = ["ScaledRetinaNetHead"]
+
+
+class ScaledRetinaNetHead(RetinaNetHead):
+    """:class:`RetinaNetHead` (two conv towers, here with GN) whose box output on each level is
+    multiplied by a learnable scalar initialised to 1 (mmcv ``Scale``), as the ATSS and PAA heads
+    of mmdet. RS-ATSS / RS-PAA use it without a centerness or IoU branch: its outputs are only
+    the class logits and the box deltas, exactly like :class:`RetinaNetHead`.
+    """
+
+    @configurable
+    def __init__(self, *, input_shape: List[ShapeSpec], norm="GN", **kwargs):
+        """
+        Args:
+            input_shape: one ShapeSpec per level (the number of scales is its length).
+            norm: normalisation of the tower convs (GN(32) in ATSS / PAA).
+            kwargs: the other arguments of :class:`RetinaNetHead` (``num_classes``,
+                ``num_anchors``, ``conv_dims``, ``prior_prob``).
+        """
+        super().__init__(input_shape=input_shape, norm=norm, **kwargs)
+        self.scales = nn.Parameter(torch.ones(len(input_shape)))
+
+    def forward(self, features: List[Tensor]):
+        """
+        Args:
+            features: per-level (N, C, Hi, Wi) feature maps, high to low resolution.
+        Returns:
+            logits: per-level (N, A*K, Hi, Wi); bbox_reg: per-level (N, A*4, Hi, Wi), scaled.
+        """
+        assert len(features) == self._num_features
+        logits, bbox_reg = [], []
+        for level, feature in enumerate(features):
+            logits.append(self.cls_score(self.cls_subnet(feature)))
+            bbox_reg.append(self.bbox_pred(self.bbox_subnet(feature)) * self.scales[level])
+        return logits, bbox_reg

@@ -1,0 +1,210 @@
+"""RS one-stage detectors: RetinaNet-style dense heads trained with Rank & Sort loss (spec 3.6, 3.7)."""
+
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from detectron2.config import configurable
+from detectron2.layers import batched_nms, cat
+from detectron2.modeling.meta_arch import RetinaNet
+from detectron2.structures import Boxes, Instances
+from detectron2.utils.events import get_event_storage
+
+from ..rs_head_losses import regression_quality, rs_detection_losses
+from .score_voting import score_voting
+
+__all__ = ["RSRetinaNet"]
+
+
+class RSRetinaNet(RetinaNet):
+    """A RetinaNet-style dense detector trained with RS loss: RS-RetinaNet, RS-ATSS and RS-PAA
+    differ only in their ``assigner``, head, anchors and test settings (see configs/common/models/
+    rs_dense.py).
+
+    Training (:meth:`losses`): one RS call over all images x anchors x classes of the batch (no
+    sampling). A positive anchor's GT-class entry has as target the IoU of its regressed box with
+    its GT, its other classes are negatives; every class of an ignored anchor is ignored. The box
+    loss is GIoU on the decoded boxes of the positives, weighted by their detached max-class
+    sigmoid score and rescaled to rank + sort. Losses: ``loss_dense_rank``, ``loss_dense_sort``,
+    ``loss_dense_box``.
+
+    Inference: RetinaNet's (sigmoid scores, per-level top-k over score threshold, per-class NMS,
+    no centerness / IoU factor), plus PAA's score voting when ``score_voting`` is on.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        assigner: Callable,
+        anchor_matcher=None,
+        delta: float = 0.5,
+        score_voting: bool = False,
+        score_voting_sigma: float = 0.025,
+        **kwargs,
+    ):
+        """
+        Args:
+            assigner: labels one image's anchors, see :mod:`rs_detectron2.modeling.assigners`
+                (``IoUAssigner`` for RS-RetinaNet, ``ATSSAssigner``, ``PAAAssigner``).
+            anchor_matcher: unused (the assigner replaces it); accepted so that RetinaNet
+                configs can be switched by changing ``_target_``.
+            delta: RS smoothing (0.5).
+            score_voting: PAA's score voting at test time (RS-PAA).
+            score_voting_sigma: its IoU weighting width (0.025).
+            kwargs: the other arguments of :class:`RetinaNet`; its focal-loss and smooth-L1
+                options do not apply.
+        """
+        super().__init__(anchor_matcher=anchor_matcher, **kwargs)
+        self.assigner = assigner
+        self.delta = float(delta)
+        self.score_voting = bool(score_voting)
+        self.score_voting_sigma = float(score_voting_sigma)
+
+    def forward_training(self, images, features, predictions, gt_instances):
+        pred_logits, pred_anchor_deltas = self._transpose_dense_predictions(
+            predictions, [self.num_classes, 4]
+        )
+        anchors = self.anchor_generator(features)
+        gt_labels, gt_boxes = self.label_anchors(
+            anchors, gt_instances, pred_logits, pred_anchor_deltas
+        )
+        return self.losses(anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes)
+
+    @torch.no_grad()
+    def label_anchors(
+        self,
+        anchors: List[Boxes],
+        gt_instances: List[Instances],
+        pred_logits: Optional[List[Tensor]] = None,
+        pred_anchor_deltas: Optional[List[Tensor]] = None,
+    ) -> Tuple[List[Tensor], List[Tensor]]:
+        """Run the assigner on every image; the outputs have the format of
+        :meth:`RetinaNet.label_anchors`.
+
+        Args:
+            anchors: per-level Boxes (the same for every image).
+            gt_instances: per-image ground truth.
+            pred_logits, pred_anchor_deltas: per-level (N, R_l, K) / (N, R_l, 4) predictions;
+                needed only by assigners with ``uses_predictions`` (PAA).
+        Returns:
+            gt_labels: per image (R,) int64 in {-1 (ignored), 0..K-1 (class), K (background)}.
+            matched_gt_boxes: per image (R, 4), the matched GT box (zeros where not positive).
+        """
+        num_anchors_per_level = [len(a) for a in anchors]
+        anchors = Boxes.cat(anchors)
+        use_preds = getattr(self.assigner, "uses_predictions", False)
+        if use_preds:
+            logits_all = cat(pred_logits, dim=1)
+            deltas_all = cat(pred_anchor_deltas, dim=1)
+
+        gt_labels, matched_gt_boxes = [], []
+        for i, gt_per_image in enumerate(gt_instances):
+            extra = {}
+            if use_preds:
+                extra["pred_logits"] = logits_all[i].detach().float()
+                extra["pred_boxes"] = self.box2box_transform.apply_deltas(
+                    deltas_all[i].detach().float(), anchors.tensor
+                )
+            matched_idxs, anchor_labels = self.assigner(
+                anchors, num_anchors_per_level, gt_per_image, **extra
+            )
+            if len(gt_per_image) > 0:
+                classes = gt_per_image.gt_classes[matched_idxs]
+                boxes = gt_per_image.gt_boxes.tensor[matched_idxs]
+            else:
+                classes = torch.zeros_like(matched_idxs)
+                boxes = torch.zeros_like(anchors.tensor)
+            classes = torch.where(anchor_labels == 1, classes, self.num_classes)
+            classes = torch.where(anchor_labels == -1, -1, classes)
+            boxes = torch.where((anchor_labels == 1)[:, None], boxes, torch.zeros_like(boxes))
+            gt_labels.append(classes)
+            matched_gt_boxes.append(boxes)
+        return gt_labels, matched_gt_boxes
+
+    def losses(
+        self,
+        anchors: List[Boxes],
+        pred_logits: List[Tensor],
+        gt_labels: List[Tensor],
+        pred_anchor_deltas: List[Tensor],
+        gt_boxes: List[Tensor],
+    ) -> Dict[str, Tensor]:
+        """RS loss and the balanced, score-weighted GIoU loss of the whole batch.
+
+        Args:
+            anchors: per-level Boxes, R anchors in total.
+            pred_logits: per-level (N, R_l, K) logits; pred_anchor_deltas: per-level (N, R_l, 4).
+            gt_labels, gt_boxes: from :meth:`label_anchors`, per image (R,) and (R, 4).
+        Returns:
+            ``loss_dense_rank`` (carries the RS gradient), ``loss_dense_sort`` (value only) and
+            ``loss_dense_box`` (GIoU rescaled to rank + sort).
+        """
+        labels = torch.stack(gt_labels)  # (N, R)
+        logits = cat(pred_logits, dim=1).float()  # (N, R, K)
+        deltas = cat(pred_anchor_deltas, dim=1)  # (N, R, 4)
+        anchors = Boxes.cat(anchors).tensor  # (R, 4)
+        num_classes = self.num_classes
+
+        positive = (labels >= 0) & (labels < num_classes)
+        pos_img, pos_anchor = torch.nonzero(positive, as_tuple=True)
+        pos_classes = labels[pos_img, pos_anchor]
+        pred_boxes = self.box2box_transform.apply_deltas(
+            deltas[pos_img, pos_anchor].float(), anchors[pos_anchor]
+        )
+        matched_gt = torch.stack(gt_boxes)[pos_img, pos_anchor].float()
+
+        targets = torch.zeros_like(logits)
+        targets[labels < 0] = -1.0
+        targets[pos_img, pos_anchor, pos_classes] = regression_quality(pred_boxes, matched_gt)
+        box_weights = logits[pos_img, pos_anchor].detach().sigmoid().amax(dim=1)
+
+        num_images = len(gt_labels)
+        storage = get_event_storage()
+        storage.put_scalar("num_pos_anchors", pos_img.numel() / num_images)
+        storage.put_scalar("num_ignored_anchors", (labels < 0).sum().item() / num_images)
+
+        return rs_detection_losses(
+            logits,
+            targets,
+            pred_boxes,
+            matched_gt,
+            box_weights,
+            prefix="loss_dense",
+            delta=self.delta,
+        )
+
+    def inference_single_image(
+        self,
+        anchors: List[Boxes],
+        box_cls: List[Tensor],
+        box_delta: List[Tensor],
+        image_size: Tuple[int, int],
+    ) -> Instances:
+        """:meth:`RetinaNet.inference_single_image`, then score voting if enabled: the boxes kept
+        by NMS are refined with all candidates that entered NMS (same class)."""
+        pred = self._decode_multi_level_predictions(
+            anchors,
+            box_cls,
+            box_delta,
+            self.test_score_thresh,
+            self.test_topk_candidates,
+            image_size,
+        )
+        keep = batched_nms(
+            pred.pred_boxes.tensor, pred.scores, pred.pred_classes, self.test_nms_thresh
+        )
+        result = pred[keep[: self.max_detections_per_image]]
+        if self.score_voting:
+            result.pred_boxes = Boxes(
+                score_voting(
+                    result.pred_boxes.tensor,
+                    result.pred_classes,
+                    pred.pred_boxes.tensor,
+                    pred.scores,
+                    pred.pred_classes,
+                    sigma=self.score_voting_sigma,
+                )
+            )
+        return result
