@@ -5,6 +5,7 @@
     python train_net.py --config-file CFG --num-gpus 8 dataloader.train.total_batch_size=16
     python train_net.py --config-file CFG --eval-only train.init_checkpoint=output/model_final.pth
     python train_net.py --config-file CFG --resume            # continue from the last checkpoint
+    python train_net.py --config-file CFG --overwrite         # start again over an earlier run
 
 Anything after the flags is a ``key=value`` override of the config. ``train.device`` is CUDA when
 one is visible, else CPU. On CPU, ``--num-gpus N`` starts N processes with the Gloo backend.
@@ -14,7 +15,6 @@ import logging
 
 import torch
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import LazyConfig, instantiate
 from detectron2.engine import (
     AMPTrainer,
@@ -30,6 +30,7 @@ from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 
 from rs_detectron2.data import register_shapes
+from rs_detectron2.engine import AtomicCheckpointer, existing_checkpoint
 
 logger = logging.getLogger("rs_detectron2")
 
@@ -78,7 +79,7 @@ def do_train(args, cfg):
     model = wrap_ddp(model, cfg)
     trainer_cls = AMPTrainer if cfg.train.amp.enabled else SimpleTrainer
     trainer = trainer_cls(model, train_loader, optimizer)
-    checkpointer = DetectionCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    checkpointer = AtomicCheckpointer(model, cfg.train.output_dir, trainer=trainer)
     trainer.register_hooks(
         [
             hooks.IterationTimer(),
@@ -101,24 +102,47 @@ def do_train(args, cfg):
     trainer.train(start_iter, cfg.train.max_iter)
 
 
+def check_output_dir(cfg, args):
+    """Refuse to start a fresh run over the checkpoints of an earlier one."""
+    if args.eval_only or args.resume or args.overwrite:
+        return
+    found = existing_checkpoint(cfg.train.output_dir)
+    if found:
+        raise SystemExit(
+            f"{cfg.train.output_dir} already holds checkpoints (last: {found}). Pass --resume to "
+            "continue that run, --overwrite to start again over it, or another train.output_dir."
+        )
+
+
 def main(args):
     cfg = LazyConfig.load(args.config_file)
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
     register_shapes()
     check_device(cfg)
+    check_output_dir(cfg, args)
     default_setup(cfg, args)
 
     if args.eval_only:
         model = instantiate(cfg.model)
         model.to(cfg.train.device)
         model = wrap_ddp(model, cfg)
-        DetectionCheckpointer(model).load(cfg.train.init_checkpoint)
+        AtomicCheckpointer(model).load(cfg.train.init_checkpoint)
         return do_test(cfg, model)
     do_train(args, cfg)
 
 
+def argument_parser():
+    parser = default_argument_parser()
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start a new run even if train.output_dir holds checkpoints of an earlier one",
+    )
+    return parser
+
+
 def invoke_main() -> None:
-    args = default_argument_parser().parse_args()
+    args = argument_parser().parse_args()
     launch(
         main,
         args.num_gpus,

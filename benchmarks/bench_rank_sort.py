@@ -16,9 +16,15 @@ What is measured
     once: loss values must agree to 1e-4 relative and gradients to 1e-4 of the max abs gradient,
     otherwise the benchmark aborts. That check is also the warm-up call of both sides.
 
+    CPU noise control: glibc's malloc thresholds are fixed for the timing process (the reference
+    loop otherwise page-faults its temporaries again on every positive, by 1x-10x depending only
+    on heap history; see ``tune_glibc_malloc``, ``--system-malloc`` to skip), and the CPU time
+    used by other processes during the run is printed, with a warning above 10%.
+
     Peak extra memory of the fast loss (forward + backward, including the returned gradient):
     on CUDA from the caching allocator's peak statistics; on CPU from the growth of the peak
-    resident set size of a fresh spawned process per case (see ``_cpu_peak_child``).
+    resident set size of a fresh spawned process per case, with the default malloc settings
+    (see ``_cpu_peak_child``).
 
 Cases (delta = 0.5)
     dense head: N = 1e6 logits, P = 50 / 200 / 1000 positives, regimes "trained" (negatives
@@ -30,7 +36,7 @@ Cases (delta = 0.5)
 
 Usage
     python benchmarks/bench_rank_sort.py [--device auto|cpu|cuda] [--quick] [--cases SUBSTR[,..]]
-                                         [--markdown]
+                                         [--markdown] [--system-malloc]
 """
 
 import argparse
@@ -457,20 +463,73 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or "cpu"
 
 
-def load_line(when: str, own_threads: int = 0) -> str:
-    """The system load average, with a warning when other processes compete for the CPU cores.
+def tune_glibc_malloc() -> str:
+    """Fixes glibc's mmap and trim thresholds so that freed buffers are reused, not re-faulted.
 
-    ``own_threads``: how much of the load this benchmark itself accounts for.
+    With glibc's default (dynamic) thresholds, whether a freed multi-MiB buffer is returned to the
+    OS depends on the heap's history. When it is, every later allocation of that size page-faults
+    again: the reference loop (several N-sized temporaries per positive) was measured at 1 to
+    10 ms per positive at N = 1e6 depending only on this, with up to ~6000 page faults per
+    positive. Fixing both thresholds (as a caching allocator does on a GPU) removes that noise and
+    favours neither side. Returns a line for the header.
     """
     try:
-        load = os.getloadavg()
-    except OSError:
-        return f"load average {when}: unavailable"
-    cores = os.cpu_count() or 1
-    line = f"load average {when}: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({cores} cores)"
-    if load[0] > own_threads + 0.75:
-        line += " -- WARNING: other processes compete for the CPU, timings are unreliable"
-    return line
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+        ok = libc.mallopt(m_mmap_threshold, 32 << 20) == 1  # 32 MiB is glibc's maximum
+        ok = ok and libc.mallopt(m_trim_threshold, 1 << 30) == 1
+    except (OSError, AttributeError):
+        ok = False
+    if ok:
+        return "malloc: glibc mmap/trim thresholds fixed at 32 MiB / 1 GiB (see tune_glibc_malloc)"
+    return "malloc: left as is (not glibc)"
+
+
+class Contention:
+    """How much CPU other processes used while this benchmark ran (Linux /proc/stat).
+
+    The wall clock is only meaningful when the benchmark has the cores to itself, so the busy time
+    of the whole machine minus this process's own CPU time (and its reaped children's) is
+    reported, as a share of all cores over the elapsed time.
+    """
+
+    def __init__(self):
+        self.cores = os.cpu_count() or 1
+        self.start = self._sample()
+
+    @staticmethod
+    def _sample():
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(v) for v in f.readline().split()[1:9]]
+        except (OSError, ValueError):
+            return None
+        user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+        busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+        own = 0.0
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+            usage = resource.getrusage(who)
+            own += usage.ru_utime + usage.ru_stime
+        return time.perf_counter(), busy, own
+
+    def others_share(self, since=None) -> Optional[float]:
+        since = since or self.start
+        now = self._sample()
+        if since is None or now is None or now[0] <= since[0]:
+            return None
+        others = (now[1] - since[1]) - (now[2] - since[2])
+        return max(0.0, others) / ((now[0] - since[0]) * self.cores)
+
+    def line(self, when: str, since=None) -> str:
+        share = self.others_share(since)
+        if share is None:
+            return f"CPU used by other processes {when}: unavailable"
+        line = f"CPU used by other processes {when}: {100 * share:.0f}% of {self.cores} cores"
+        if share > 0.1:
+            line += " -- WARNING: the cores were shared, timings are unreliable"
+        return line
 
 
 def parse_args(argv=None):
@@ -479,6 +538,9 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true", help="small cases, few repeats (make demo)")
     parser.add_argument("--cases", default="", help="comma-separated substrings of case names")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument(
+        "--system-malloc", action="store_true", help="leave glibc's malloc thresholds as they are"
+    )
     return parser.parse_args(argv)
 
 
@@ -486,6 +548,8 @@ def main(argv=None):
     args = parse_args(argv)
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda: CUDA is not available")
     device = torch.device(args.device)
     fast_reps, ref_reps = (5, 3) if args.quick else (7, 3)
     cases = all_cases(args.quick)
@@ -495,7 +559,10 @@ def main(argv=None):
 
     print(f"torch {torch.__version__}, device {device} ({device_name(device)}), "
           f"{torch.get_num_threads()} threads")
-    print(load_line("at start"))
+    contention = Contention()
+    time.sleep(1.0)
+    print(contention.line("in the second before the start"))
+    print("malloc: left as is (--system-malloc)" if args.system_malloc else tune_glibc_malloc())
     print(f"reference: tests/rs_reference.py, float32, use_threshold=True (the authors' code: "
           f"float32 buffers, loop over positives, only relevant negatives); delta={DELTA}")
     print("fast: rs_detectron2.losses.rank_sort_loss; both timed as forward+backward via autograd")
@@ -511,12 +578,13 @@ def main(argv=None):
           "multiple of logits + targets bytes", flush=True)
 
     start = time.perf_counter()
+    run_start = Contention._sample()
     rows = [run_case(case, device, fast_reps, ref_reps) for case in cases]
     print()
     print_table(rows, args.markdown)
     print()
     print_summary(rows)
-    print(load_line("at end", min(torch.get_num_threads(), os.cpu_count() or 1)))
+    print(contention.line("during the run", since=run_start))
     print(f"total benchmark time {time.perf_counter() - start:.0f} s")
 
 

@@ -24,6 +24,7 @@ def run_training(args):
     cmd = [
         sys.executable,
         os.path.join(REPO, "train_net.py"),
+        "--overwrite",
         "--config-file",
         args.config,
         f"train.max_iter={args.iters}",

@@ -352,7 +352,10 @@ def test_dense_configs_follow_the_paper(size):
 # End to end: a few training iterations of each tiny model through train_net.py
 # --------------------------------------------------------------------------------------------
 
-E2E_ITERS = 40
+# Iterations per model (log every 5): RS with RetinaNet's head (no normalisation, weights of std
+# 0.01) barely moves for its first ~20 iterations (RS is invariant to the shared prior bias, so
+# only the tiny tower weights can start it); the GN heads and focal loss move from the start.
+E2E_ITERS = {"rs_retinanet": 60, "rs_atss": 40, "rs_paa": 40, "retinanet": 40}
 E2E_LOG_PERIOD = 5
 
 
@@ -363,14 +366,18 @@ def read_metrics(path):
 
 @pytest.mark.parametrize("name", RS_DENSE + ["retinanet"])
 def test_train_net_end_to_end(name, tmp_path):
+    """Train the tiny model for a few iterations on the shapes dataset and evaluate it: the logged
+    losses are finite and go down (mean of the first two logs vs the last two), and COCO
+    evaluation reports a bbox AP."""
+    iters = E2E_ITERS[name]
     out = tmp_path / name
     cmd = [
         sys.executable,
         os.path.join(REPO, "train_net.py"),
         "--config-file",
         os.path.join(CONFIGS, "quick_schedules", f"{name}_tiny.py"),
-        f"train.max_iter={E2E_ITERS}",
-        f"train.eval_period={E2E_ITERS}",
+        f"train.max_iter={iters}",
+        f"train.eval_period={iters}",
         f"train.log_period={E2E_LOG_PERIOD}",
         f"train.output_dir={out}",
         "train.checkpointer.period=1000000",
@@ -384,7 +391,7 @@ def test_train_net_end_to_end(name, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = read_metrics(out / "metrics.json")
     train_rows = [r for r in rows if "total_loss" in r]
-    assert len(train_rows) == E2E_ITERS // E2E_LOG_PERIOD
+    assert len(train_rows) == iters // E2E_LOG_PERIOD
     loss_keys = [k for k in train_rows[0] if k.startswith("loss_")]
     expected_keys = DENSE_KEYS if name.startswith("rs_") else {"loss_cls", "loss_box_reg"}
     assert set(loss_keys) == expected_keys

@@ -21,13 +21,15 @@ when ``delta == 0``). For a positive i, with ``H_ik = H(s_k - s_i)``:
 
 How it is computed (spec 1.9, 1.10). Positives are sorted by logit once. Every relevant negative (the
 ones with ``s_j >= min_i s_i - delta``; the others have H = 0 for every positive, so dropping them is
-exact) is located among the sorted positives with two binary searches. Its contribution to every
-``NFP_i`` is then a range update (1 on the positives far below it, a linear function of ``s_i`` on
-the positives within delta), accumulated with difference arrays; its gradient is a range query on
-prefix sums of the positives' weights. That is O((N + P) log P) time and O(chunk) extra memory for
-the negatives. The positive-positive sums are dense P x P products, processed in row chunks so that
-memory stays O(P * chunk). All sums are in float64 around a centred logit, so the result does not
-depend on where the logits sit.
+exact) is located with one binary search among the positives' window edges (the points s_i +- delta).
+Its contribution to every ``NFP_i`` is then a range update (1 on the positives far below it, a
+linear function of ``s_i`` on the positives within delta), accumulated per gap and spread with
+difference arrays; its gradient is a range query on prefix sums of the positives' weights. That is
+O((N + P) log P) time. When most entries are relevant negatives the flat input is walked in
+contiguous masked chunks; otherwise the relevant negatives are compacted first. Extra memory is
+one int32 per walked entry plus O(chunk). The positive-positive sums are dense P x P products,
+processed in row chunks so that memory stays O(P * chunk). All sums are in float64 around a
+centred logit, so the result does not depend on where the logits sit.
 
 There is exactly one device-to-host synchronisation per call: the positive / relevant-negative counts
 and the validity checks are read together, to size the P x P work and to raise clear errors. There
@@ -43,9 +45,11 @@ import torch
 __all__ = ["rank_sort_loss", "RankSortLoss"]
 
 _EPS = 1e-10
-# Elements per dense block (rows x P for the positive-positive pass, negatives per chunk).
-# About 2^18 elements was the sweet spot on a 2-core CPU (spec 1.10); it also bounds memory.
-_BLOCK = 1 << 18
+# Elements per block of the dense positive-positive pass (rows x P).
+# 2^17-2^18 elements is the sweet spot on a 2-core CPU (spec 1.10); it also bounds memory.
+_BLOCK = 1 << 17
+# Negatives per chunk: small enough that the chunk's temporaries stay far below the input's size.
+_NEG_BLOCK = 1 << 16
 
 
 def _step(x: torch.Tensor, delta: float) -> torch.Tensor:
@@ -162,7 +166,6 @@ def _rank_sort_forward(s: torch.Tensor, y: torch.Tensor, delta: float):
         return zero, zero.clone(), grad
 
     pos_idx = _select(pos_mask, num_pos)
-    neg_idx = _select(rel_mask, num_rel)
     p, order = s[pos_idx].to(torch.float64).sort()
     pos_idx = pos_idx[order]
     yp = y[pos_idx].to(torch.float64)
@@ -173,16 +176,35 @@ def _rank_sort_forward(s: torch.Tensor, y: torch.Tensor, delta: float):
     # positives' window edges; per gap, its count and the sum of (s_j + delta) are accumulated.
     edges, lo, hi = _window_edges(p, delta)
     num_gaps = edges.numel() + 1
-    gap_of_neg = torch.empty(num_rel, dtype=torch.int32, device=s.device)
+    # When most entries are relevant negatives, walk the flat input in contiguous chunks and mask
+    # (no index list, no gathers); otherwise compact the relevant negatives first.
+    dense = 4 * num_rel > s.numel()
+    if dense:
+        total = s.numel()
+
+        def chunk(start):
+            return slice(start, start + _NEG_BLOCK)
+
+    else:
+        total = num_rel
+        neg_idx = _select(rel_mask, num_rel)
+
+        def chunk(start):
+            return neg_idx[start : start + _NEG_BLOCK]
+
+    gap_of = torch.empty(total, dtype=torch.int32, device=s.device)
     gap_cnt = torch.zeros(num_gaps, dtype=torch.float64, device=s.device)
     gap_sum = torch.zeros_like(gap_cnt)
-    for start in range(0, num_rel, _BLOCK):
-        s_neg = s[neg_idx[start : start + _BLOCK]].to(torch.float64) - centre
+    for start in range(0, total, _NEG_BLOCK):
+        idx = chunk(start)
+        s_neg = s[idx].to(torch.float64) - centre
         gap = torch.searchsorted(edges, s_neg, side="right", out_int32=True)
-        gap_of_neg[start : start + _BLOCK] = gap
-        gap_cnt += torch.bincount(gap, minlength=num_gaps)
+        gap_of[start : start + _NEG_BLOCK] = gap
+        weight = rel_mask[idx].to(torch.float64) if dense else None
+        gap_cnt += torch.bincount(gap, weights=weight, minlength=num_gaps)
         if delta > 0:
-            gap_sum += torch.bincount(gap, weights=s_neg + delta, minlength=num_gaps)
+            shifted = s_neg + delta if weight is None else (s_neg + delta) * weight
+            gap_sum += torch.bincount(gap, weights=shifted, minlength=num_gaps)
     # Positives [0, lo) of gap t have H = 1: count them with suffix sums over lo.
     full = torch.zeros(num_pos + 1, dtype=torch.float64, device=s.device)
     full.index_add_(0, lo, gap_cnt)
@@ -215,11 +237,14 @@ def _rank_sort_forward(s: torch.Tensor, y: torch.Tensor, delta: float):
         alpha = alpha + (w_win * delta - ws_win) / (2 * delta)
         beta = w_win / (2 * delta)
     alpha, beta = alpha / num_pos, beta / num_pos
-    for start in range(0, num_rel, _BLOCK):
-        idx = neg_idx[start : start + _BLOCK]
-        gap = gap_of_neg[start : start + _BLOCK]
+    for start in range(0, total, _NEG_BLOCK):
+        idx = chunk(start)
+        gap = gap_of[start : start + _NEG_BLOCK]
         s_neg = s[idx].to(torch.float64) - centre
-        grad[idx] = (alpha[gap] + beta[gap] * s_neg).to(grad.dtype)
+        g_neg = alpha[gap] + beta[gap] * s_neg
+        if dense:  # positives are written below; ignored and irrelevant entries stay 0
+            g_neg = torch.where(rel_mask[idx], g_neg, 0.0)
+        grad[idx] = g_neg.to(grad.dtype)
 
     g_pos = inflow - torch.where(has_fp, lR, torch.zeros_like(lR))
     g_pos = g_pos - torch.where(D > _EPS, lS, torch.zeros_like(lS))

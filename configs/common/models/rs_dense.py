@@ -57,7 +57,7 @@ def _rs(model, assigner, nms_thresh):
 
 
 def _atss_style(model):
-    """ATSS / PAA head, anchors and FPN extra levels (mmdet's RS-ATSS / RS-PAA configs), in place."""
+    """ATSS / PAA head, anchors and FPN extra levels (the authors' RS-ATSS / RS-PAA), in place."""
     model.backbone.top_block.update(in_feature="p5", in_channels=FPN_CHANNELS)
     model.head = L(ScaledRetinaNetHead)(
         input_shape=[ShapeSpec(channels=FPN_CHANNELS)] * len(FPN_STRIDES),

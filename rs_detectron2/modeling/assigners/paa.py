@@ -241,7 +241,8 @@ class PAAAssigner:
     def __repr__(self):
         return (
             f"PAAAssigner(iou_threshold={self.iou_threshold}, topk={self.topk}, "
-            f"focal_alpha={self.focal_alpha}, focal_gamma={self.focal_gamma}, gmm={self.gmm_kwargs})"
+            f"focal_alpha={self.focal_alpha}, focal_gamma={self.focal_gamma}, "
+            f"gmm={self.gmm_kwargs})"
         )
 
     @torch.no_grad()

@@ -1,4 +1,4 @@
-"""The ATSS / PAA head of RS-ATSS and RS-PAA: RetinaNet's towers with a learnable scale per level."""
+"""The ATSS / PAA head (RS-ATSS, RS-PAA): RetinaNet's towers with a learnable scale per level."""
 
 from typing import List
 

@@ -1,4 +1,4 @@
-"""RS one-stage detectors: RetinaNet-style dense heads trained with Rank & Sort loss (spec 3.6, 3.7)."""
+"""RS one-stage detectors: RetinaNet-style dense heads trained with RS loss (spec 3.6, 3.7)."""
 
 from typing import Callable, Dict, List, Optional, Tuple
 

@@ -1,0 +1,3 @@
+from .checkpoint import AtomicCheckpointer, existing_checkpoint
+
+__all__ = ["AtomicCheckpointer", "existing_checkpoint"]

@@ -1,0 +1,60 @@
+"""Checkpoints are written atomically and a fresh run refuses to overwrite an earlier one."""
+
+import argparse
+import os
+import sys
+
+import pytest
+import torch
+
+from rs_detectron2.engine import AtomicCheckpointer, existing_checkpoint
+from rs_detectron2.engine import checkpoint as checkpoint_module
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import train_net  # noqa: E402
+
+
+def test_save_writes_complete_files_and_tag(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    ckpt = AtomicCheckpointer(model, str(tmp_path))
+    ckpt.save("model_0000009", iteration=9)
+    assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0000009.pth"]
+    assert existing_checkpoint(str(tmp_path)) == str(tmp_path / "model_0000009.pth")
+    data = torch.load(tmp_path / "model_0000009.pth", weights_only=False)
+    assert data["iteration"] == 9
+    torch.testing.assert_close(data["model"]["weight"], model.weight)
+
+
+def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    model = torch.nn.Linear(3, 2)
+    ckpt = AtomicCheckpointer(model, str(tmp_path))
+    ckpt.save("model_final", iteration=1)
+    before = (tmp_path / "model_final.pth").read_bytes()
+
+    def killed(obj, f):
+        f.write(b"partial")
+        raise KeyboardInterrupt  # the run dies in the middle of writing
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", killed)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save("model_final", iteration=2)
+    assert (tmp_path / "model_final.pth").read_bytes() == before
+    assert (tmp_path / "last_checkpoint").read_text() == "model_final.pth"
+
+
+def _args(**kw):
+    base = dict(eval_only=False, resume=False, overwrite=False)
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+def test_fresh_run_refuses_to_overwrite(tmp_path):
+    cfg = argparse.Namespace(train=argparse.Namespace(output_dir=str(tmp_path)))
+    train_net.check_output_dir(cfg, _args())  # empty folder: fine
+    AtomicCheckpointer(torch.nn.Linear(1, 1), str(tmp_path)).save("model_0000099")
+    with pytest.raises(SystemExit, match="already holds checkpoints"):
+        train_net.check_output_dir(cfg, _args())
+    for allowed in (dict(resume=True), dict(overwrite=True), dict(eval_only=True)):
+        train_net.check_output_dir(cfg, _args(**allowed))
