@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench bench-loss clean
 
 install:
 	@VENV=$(VENV) bash scripts/install.sh
@@ -12,10 +12,13 @@ test: install
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 demo: install
-	$(PYTHON) benchmarks/bench_rank_sort.py --quick
+	$(PYTHON) scripts/demo.py
 
-bench: install
-	$(PYTHON) benchmarks/bench_rank_sort.py
+bench-loss: install
+	$(PYTHON) benchmarks/bench_rank_sort.py --markdown
+
+bench: bench-loss
+	$(PYTHON) benchmarks/bench_train_step.py
 
 clean:
 	rm -rf output .pytest_cache

@@ -128,6 +128,34 @@ def test_empty_ground_truth(name, num_empty):
         assert float(losses["loss_dense_rank"]) > 0
 
 
+def test_losses_under_autocast_are_float32():
+    """AMP: with a low-precision forward (bfloat16 CPU autocast here), the assigner and the
+    losses still run in float32."""
+    model = build("rs_paa")
+    with EventStorage(0), torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = model(batch())
+    for key, value in losses.items():
+        assert value.dtype == torch.float32 and torch.isfinite(value), key
+    sum(losses.values()).backward()
+    assert grad_sum(model.head.cls_score) > 0
+
+
+def test_scaled_head_multiplies_each_levels_box_output():
+    torch.manual_seed(0)
+    head = ScaledRetinaNetHead(
+        input_shape=[ShapeSpec(channels=32)] * 2, num_classes=2, num_anchors=3, conv_dims=[32]
+    )
+    assert isinstance(head.bbox_subnet[1], torch.nn.GroupNorm)  # GN by default
+    features = [torch.randn(1, 32, 6, 6), torch.randn(1, 32, 3, 3)]
+    _, before = head(features)
+    with torch.no_grad():
+        head.scales[1] = 3.0
+    logits, after = head(features)
+    torch.testing.assert_close(after[0], before[0])
+    torch.testing.assert_close(after[1], 3 * before[1])
+    assert logits[0].shape == (1, 6, 6, 6) and after[0].shape == (1, 12, 6, 6)
+
+
 def small_detector(assigner, num_classes=3):
     """An RSRetinaNet around a dummy backbone; only losses() / label_anchors() are exercised."""
     from detectron2.modeling.backbone import Backbone

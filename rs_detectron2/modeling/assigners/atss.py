@@ -107,8 +107,8 @@ class ATSSAssigner:
         pos_iou.scatter_(
             1, candidates, torch.where(is_pos, cand_iou, torch.full_like(cand_iou, -1))
         )
-        best_iou, best_gt = pos_iou.max(dim=0)
+        best_iou, best_gt = pos_iou.max(dim=0)  # exact IoU ties: the first GT
         positive = best_iou >= 0
-        labels[positive] = 1
-        matched_idxs[positive] = best_gt[positive]
+        labels = positive.to(torch.int8)
+        matched_idxs = torch.where(positive, best_gt, matched_idxs)
         return matched_idxs, labels
