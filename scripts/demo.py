@@ -30,7 +30,7 @@ def run_training(args):
         f"train.max_iter={args.iters}",
         f"train.eval_period={args.iters}",
         f"train.checkpointer.period={args.iters}",
-        "train.log_period=20",
+        f"train.log_period={max(1, min(20, args.iters // 10))}",
         f"train.output_dir={args.output}",
         f"train.seed={args.seed}",
         "train.device=cpu",
@@ -55,7 +55,7 @@ def plot_losses(records, path):
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for key in keys:
         points = [(r["iteration"], r[key]) for r in records if key in r]
-        ax.plot([p[0] for p in points], [p[1] for p in points], label=key)
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker=".", label=key)
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
     ax.set_title("RS losses (box and mask are balanced to rank + sort)")
