@@ -8,3 +8,8 @@ train = get_config("common/train.py").train
 train.device = "cuda" if torch.cuda.is_available() else "cpu"
 train.max_iter = 90000
 train.init_checkpoint = "detectron2://ImageNetPretrained/MSRA/R-50.pkl"
+# Random seed of every process (seed + rank); -1 draws a fresh one. With a fixed seed, --resume
+# continues the data order and the random state exactly (rs_detectron2.engine.resume).
+train.seed = -1
+# Losses are logged as medians over this many iterations (Detectron2's window); 1 logs raw values.
+train.log_window = 20

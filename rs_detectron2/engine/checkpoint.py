@@ -7,6 +7,8 @@ import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
 
+from .guard import NonFiniteLossError
+
 __all__ = ["AtomicCheckpointer", "existing_checkpoint"]
 
 
@@ -24,6 +26,21 @@ def _atomic_write(path: str, write) -> None:
     os.replace(tmp, path)
 
 
+def _check_finite_weights(model: torch.nn.Module, name: str) -> None:
+    """Raise NonFiniteLossError naming the first parameter or buffer with a NaN or inf."""
+    tensors = [(k, v) for k, v in model.state_dict().items() if torch.is_floating_point(v)]
+    if not tensors:
+        return
+    finite = torch.stack([torch.isfinite(v).all().to("cpu") for _, v in tensors])
+    if bool(finite.all()):
+        return
+    bad = tensors[int((~finite).nonzero()[0])][0]
+    raise NonFiniteLossError(
+        f"not saving {name}: the weights hold NaN or inf values (first: {bad}); the previous "
+        "checkpoint is kept"
+    )
+
+
 class AtomicCheckpointer(DetectionCheckpointer):
     """DetectionCheckpointer whose checkpoint files and ``last_checkpoint`` tag are written to a
     temporary file and renamed into place, so a run killed at any moment leaves either the previous
@@ -32,6 +49,10 @@ class AtomicCheckpointer(DetectionCheckpointer):
     """
 
     def save(self, name: str, **kwargs) -> None:
+        """Save ``name``.pth atomically; refuses (NonFiniteLossError) to save non-finite weights,
+        so that ``last_checkpoint`` always names good weights."""
+        if self.save_dir and self.save_to_disk:
+            _check_finite_weights(self.model, name)
         if not self.save_dir or not self.save_to_disk or not _is_local(self.save_dir):
             return super().save(name, **kwargs)
         data = {"model": self.model.state_dict()}

@@ -287,7 +287,12 @@ class _RankSort(torch.autograd.Function):
 
 
 def rank_sort_loss(
-    logits: torch.Tensor, targets: torch.Tensor, delta: float = 0.5
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    delta: float = 0.5,
+    *,
+    pool: str = "local",
+    group=None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Rank & Sort loss over one ranking pool.
 
@@ -297,6 +302,10 @@ def rank_sort_loss(
         targets: tensor of the same shape. ``< 0``: ignored; ``0``: negative; ``(0, 1]``: positive,
             the value being its localisation quality (e.g. the IoU of its regressed box).
         delta: half-width of the smoothed step (0.5 in the paper; ``0`` is the hard step).
+        pool: ``"local"`` (default, the authors' behaviour) ranks this process's entries only;
+            ``"global"`` ranks the entries of every process of ``group`` as one pool (a collective:
+            every process must call it), see :mod:`rs_detectron2.losses.global_pool`.
+        group: the process group of the global pool (default: all processes).
 
     Returns:
         ``(loss_rank, loss_sort)``: 0-dim tensors in float32 (float64 for float64 logits), the mean
@@ -308,9 +317,11 @@ def rank_sort_loss(
 
     Raises:
         FloatingPointError: if any logit is NaN or infinite.
-        ValueError: on mismatched shapes, a negative or infinite delta, or targets that are NaN or
-            above 1.
+        ValueError: on mismatched shapes, a negative or infinite delta, targets that are NaN or
+            above 1, or an unknown ``pool``.
     """
+    if pool not in ("local", "global"):
+        raise ValueError(f"rank_sort_loss: pool must be 'local' or 'global', got {pool!r}")
     if logits.shape != targets.shape:
         raise ValueError(
             f"rank_sort_loss: logits {tuple(logits.shape)} and targets {tuple(targets.shape)} "
@@ -319,20 +330,27 @@ def rank_sort_loss(
     delta = float(delta)
     if not (delta >= 0 and math.isfinite(delta)):
         raise ValueError(f"rank_sort_loss: delta must be finite and >= 0, got {delta}")
+    if pool == "global":
+        from .global_pool import global_rank_sort_loss
+
+        return global_rank_sort_loss(logits, targets, delta, group)
     return _RankSort.apply(logits, targets, delta)
 
 
 class RankSortLoss(torch.nn.Module):
     """Module form of :func:`rank_sort_loss`; ``forward(logits, targets) -> (loss_rank, loss_sort)``."""
 
-    def __init__(self, delta: float = 0.5):
+    def __init__(self, delta: float = 0.5, pool: str = "local"):
         super().__init__()
         if not (float(delta) >= 0 and math.isfinite(float(delta))):
             raise ValueError(f"RankSortLoss: delta must be finite and >= 0, got {delta}")
+        if pool not in ("local", "global"):
+            raise ValueError(f"RankSortLoss: pool must be 'local' or 'global', got {pool!r}")
         self.delta = float(delta)
+        self.pool = pool
 
     def forward(self, logits, targets):
-        return rank_sort_loss(logits, targets, self.delta)
+        return rank_sort_loss(logits, targets, self.delta, pool=self.pool)
 
     def extra_repr(self) -> str:
-        return f"delta={self.delta}"
+        return f"delta={self.delta}, pool={self.pool}"

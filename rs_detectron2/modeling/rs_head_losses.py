@@ -9,12 +9,29 @@ import torch
 
 from ..losses import aligned_iou, balance_to, giou_loss, rank_sort_loss, weighted_mean
 
-__all__ = ["MIN_POSITIVE_QUALITY", "regression_quality", "rs_detection_losses"]
+__all__ = [
+    "MIN_POSITIVE_QUALITY",
+    "RANKING_POOLS",
+    "check_ranking_pool",
+    "regression_quality",
+    "rs_detection_losses",
+]
 
 # The quality target of a positive whose regressed box misses its ground truth entirely. The
 # authors' code turns such a positive (IoU exactly 0) into a negative; we keep it a positive that
 # ranks below every other positive.
 MIN_POSITIVE_QUALITY = 1e-6
+
+# "local": each process ranks its own images (the authors' behaviour, the default);
+# "global": one ranking pool over the images of every process.
+RANKING_POOLS = ("local", "global")
+
+
+def check_ranking_pool(ranking_pool: str) -> str:
+    """Return ``ranking_pool`` if it is one of :data:`RANKING_POOLS`, else raise ValueError."""
+    if ranking_pool not in RANKING_POOLS:
+        raise ValueError(f"ranking_pool must be one of {RANKING_POOLS}, got {ranking_pool!r}")
+    return ranking_pool
 
 
 @torch.no_grad()
@@ -39,6 +56,7 @@ def rs_detection_losses(
     *,
     prefix: str,
     delta: float = 0.5,
+    ranking_pool: str = "local",
 ) -> Dict[str, torch.Tensor]:
     """RS classification loss plus the self-balanced, score-weighted GIoU box loss of one head.
 
@@ -50,11 +68,17 @@ def rs_detection_losses(
         pos_box_weights: (P,) detached weights of the box loss, the positives' max-class scores.
         prefix: key prefix, e.g. ``"loss_rpn"`` gives ``loss_rpn_rank``, ``_sort``, ``_box``.
         delta: RS smoothing (0.5 in the paper).
+        ranking_pool: ``"local"`` ranks this process's images (the authors' behaviour);
+            ``"global"`` ranks the whole batch of every process as one pool (see
+            :func:`rs_detectron2.losses.rank_sort_loss`; every process must call this).
     Returns:
         dict with ``{prefix}_rank`` (carries the whole RS gradient), ``{prefix}_sort`` (value only,
         no gradient) and ``{prefix}_box`` (GIoU rescaled so that its value equals rank + sort).
     """
-    loss_rank, loss_sort = rank_sort_loss(logits, targets, delta)
+    try:
+        loss_rank, loss_sort = rank_sort_loss(logits, targets, delta, pool=ranking_pool)
+    except FloatingPointError as e:  # name the head whose logits went bad
+        raise FloatingPointError(f"{prefix}_rank: {e}") from e
     giou = giou_loss(pos_pred_boxes.float(), pos_gt_boxes.float())
     loss_box = weighted_mean(giou, pos_box_weights.detach().float())
     return {

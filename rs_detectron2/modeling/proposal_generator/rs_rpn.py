@@ -10,7 +10,7 @@ from detectron2.modeling.proposal_generator import RPN
 from detectron2.structures import Boxes
 from detectron2.utils.events import get_event_storage
 
-from ..rs_head_losses import regression_quality, rs_detection_losses
+from ..rs_head_losses import check_ranking_pool, regression_quality, rs_detection_losses
 
 __all__ = ["RSRPN"]
 
@@ -25,17 +25,27 @@ class RSRPN(RPN):
     """
 
     @configurable
-    def __init__(self, *, loss_weight: float = 0.2, delta: float = 0.5, **kwargs):
+    def __init__(
+        self,
+        *,
+        loss_weight: float = 0.2,
+        delta: float = 0.5,
+        ranking_pool: str = "local",
+        **kwargs,
+    ):
         """
         Args:
             loss_weight: multiplier of all three RPN losses (the paper's RPN head weight, 0.2).
             delta: RS smoothing.
+            ranking_pool: ``"local"`` (the authors' behaviour: each process ranks its own images)
+                or ``"global"`` (one pool over every process's images).
             kwargs: the arguments of :class:`detectron2.modeling.proposal_generator.RPN`;
                 ``batch_size_per_image`` and ``positive_fraction`` are unused (no sampling).
         """
         super().__init__(**kwargs)
         self.loss_weight = float(loss_weight)
         self.delta = float(delta)
+        self.ranking_pool = check_ranking_pool(ranking_pool)
 
     @classmethod
     def from_config(cls, cfg, input_shape):
@@ -82,5 +92,6 @@ class RSRPN(RPN):
             logits[pos_img, pos_anchor].detach().sigmoid(),
             prefix="loss_rpn",
             delta=self.delta,
+            ranking_pool=self.ranking_pool,
         )
         return {k: v * self.loss_weight for k, v in losses.items()}
