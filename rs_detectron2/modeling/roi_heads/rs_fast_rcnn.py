@@ -12,7 +12,7 @@ from detectron2.modeling.roi_heads import FastRCNNOutputLayers
 from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
-from ..rs_head_losses import regression_quality, rs_detection_losses
+from ..rs_head_losses import check_ranking_pool, regression_quality, rs_detection_losses
 
 __all__ = ["RSFastRCNNOutputLayers", "BOX_SCORE_FIELD"]
 
@@ -33,7 +33,15 @@ class RSFastRCNNOutputLayers(FastRCNNOutputLayers):
     """
 
     @configurable
-    def __init__(self, input_shape, *, delta: float = 0.5, test_score_thresh: float = 0.4, **kwargs):
+    def __init__(
+        self,
+        input_shape,
+        *,
+        delta: float = 0.5,
+        test_score_thresh: float = 0.4,
+        ranking_pool: str = "local",
+        **kwargs,
+    ):
         """
         Args:
             input_shape, kwargs: as :class:`FastRCNNOutputLayers`. ``box_reg_loss_type``,
@@ -41,9 +49,12 @@ class RSFastRCNNOutputLayers(FastRCNNOutputLayers):
                 options do not apply.
             delta: RS smoothing.
             test_score_thresh: 0.40 in the paper's COCO configs (0.05 gives 0.1-0.3 AP more).
+            ranking_pool: ``"local"`` (the authors' behaviour: each process ranks its own RoIs)
+                or ``"global"`` (one pool over every process's RoIs).
         """
         super().__init__(input_shape, test_score_thresh=test_score_thresh, **kwargs)
         self.delta = float(delta)
+        self.ranking_pool = check_ranking_pool(ranking_pool)
         self.cls_score = nn.Linear(self.cls_score.in_features, self.num_classes)
         nn.init.normal_(self.cls_score.weight, std=0.01)
         nn.init.constant_(self.cls_score.bias, 0)
@@ -95,6 +106,7 @@ class RSFastRCNNOutputLayers(FastRCNNOutputLayers):
             box_scores[fg],
             prefix="loss_rcnn",
             delta=self.delta,
+            ranking_pool=self.ranking_pool,
         )
 
     def predict_probs(
