@@ -27,6 +27,16 @@ def boxes(rows):
     return Boxes(torch.tensor(rows, dtype=torch.float32).reshape(-1, 4))
 
 
+def dets(box_rows, classes, scores=None):
+    """Detections / candidates as score_voting takes them."""
+    inst = Instances((2000, 2000))
+    inst.pred_boxes = Boxes(torch.as_tensor(box_rows, dtype=torch.float32).reshape(-1, 4))
+    inst.pred_classes = torch.as_tensor(classes)
+    if scores is not None:
+        inst.scores = torch.as_tensor(scores)
+    return inst
+
+
 def positives(labels):
     return torch.nonzero(labels == 1).squeeze(1).tolist()
 
@@ -57,6 +67,22 @@ def test_iou_assigner_thresholds_ignore_band_and_low_quality():
         anchors, [6], gt([[0, 0, 10, 10], [100, 100, 120, 120]])
     )
     assert labels.tolist() == [1, 1, -1, 0, 0, 0]
+
+
+def test_assigners_share_input_checks_and_the_empty_image():
+    anchors = boxes([[0, 0, 10, 10], [5, 5, 20, 20]])
+    logits, pred = torch.zeros(2, 3), anchors.tensor
+    for assigner in (IoUAssigner(), ATSSAssigner(), PAAAssigner()):
+        matched, labels = assigner(anchors, [2], gt([]), pred_logits=logits, pred_boxes=pred)
+        assert matched.dtype == torch.int64 and labels.dtype == torch.int8
+        assert labels.tolist() == [0, 0] and matched.tolist() == [0, 0]
+        with pytest.raises(ValueError):  # per-level counts must add up to the anchors
+            assigner(anchors, [1], gt([[0, 0, 10, 10]]), pred_logits=logits, pred_boxes=pred)
+    with pytest.raises(ValueError):  # PAA needs the predictions
+        PAAAssigner()(anchors, [2], gt([[0, 0, 10, 10]]))
+    # like Matcher, an IoUAssigner labels every anchor of an empty image with its lowest label
+    _, labels = IoUAssigner(labels=(-1, -1, 1))(anchors, [2], gt([]))
+    assert labels.tolist() == [-1, -1]
 
 
 # --------------------------------------------------------------------------------------------
@@ -340,7 +366,7 @@ def test_score_voting_weighted_mean_of_same_class_overlaps():
     )
     scores = torch.tensor([0.9, 0.5, 0.8, 0.7, 0.6, 0.3])
     classes = torch.tensor([0, 0, 1, 0, 1, 1])
-    voted = score_voting(det, det_classes, cand, scores, classes)
+    voted = score_voting(dets(det, det_classes), dets(cand, classes, scores))
 
     w1 = math.exp(-((1 - 90 / 110) ** 2) / 0.025) * 0.5  # 0.13327
     x1 = (0.9 * 0 + w1 * 1) / (0.9 + w1)
@@ -350,7 +376,23 @@ def test_score_voting_weighted_mean_of_same_class_overlaps():
     y2 = (0.6 * 60 + w2 * 62) / (0.6 + w2)
     torch.testing.assert_close(voted[1], torch.tensor([50.0, 50.0, 60.0, y2]))
     # no detections / no candidates
-    assert score_voting(det[:0], det_classes[:0], cand, scores, classes).shape == (0, 4)
+    assert score_voting(dets(det[:0], det_classes[:0]), dets(cand, classes, scores)).shape == (0, 4)
     torch.testing.assert_close(
-        score_voting(det, det_classes, cand[:0], scores[:0], classes[:0]), det
+        score_voting(dets(det, det_classes), dets(cand[:0], classes[:0], scores[:0])), det
     )
+
+
+def test_score_voting_is_float32_under_autocast():
+    # 400 same-class candidates around a box at x ~ 1000: a bfloat16 (or float16) weighted sum of
+    # the coordinates would be off by whole pixels (bfloat16 steps are 8 px at 1000).
+    g = torch.Generator().manual_seed(0)
+    base = torch.tensor([[1000.0, 900.0, 1300.0, 1150.0]])
+    cand = base + torch.randn(400, 4, generator=g) * 3
+    scores = torch.rand(400, generator=g)
+    classes = torch.zeros(400, dtype=torch.long)
+    det, cands = dets(base, classes[:1]), dets(cand, classes, scores)
+    expected = score_voting(det, cands)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        voted = score_voting(det, cands)
+    assert voted.dtype == torch.float32
+    torch.testing.assert_close(voted, expected, atol=1e-3, rtol=0)

@@ -1,15 +1,15 @@
 """ATSS: Adaptive Training Sample Selection (Zhang et al., CVPR 2020), as used by RS-ATSS."""
 
-from typing import List, Tuple
-
 import torch
 
-from detectron2.structures import Boxes, Instances, pairwise_iou
+from detectron2.structures import pairwise_iou
+
+from .base import AnchorAssigner
 
 __all__ = ["ATSSAssigner"]
 
 
-class ATSSAssigner:
+class ATSSAssigner(AnchorAssigner):
     """Label anchors with the ATSS rule (the semantics of mmdet's ``ATSSAssigner``).
 
     For every GT box:
@@ -26,8 +26,6 @@ class ATSSAssigner:
     other anchors are negatives: ATSS ignores nothing.
     """
 
-    uses_predictions = False
-
     def __init__(self, topk: int = 9, center_eps: float = 0.01):
         """
         Args:
@@ -40,34 +38,10 @@ class ATSSAssigner:
     def __repr__(self):
         return f"ATSSAssigner(topk={self.topk}, center_eps={self.center_eps})"
 
-    @torch.no_grad()
-    def __call__(
-        self,
-        anchors: Boxes,
-        num_anchors_per_level: List[int],
-        gt_instances: Instances,
-        pred_logits=None,
-        pred_boxes=None,
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """
-        Args:
-            anchors: (R, 4) anchors of all levels of one image, level after level.
-            num_anchors_per_level: anchors per level, summing to R.
-            gt_instances: the image's ground truth, with ``gt_boxes`` (G boxes).
-            pred_logits, pred_boxes: unused.
-        Returns:
-            matched_idxs: (R,) int64, index of the matched GT (0 where not positive).
-            labels: (R,) int8: 1 positive, 0 negative (never -1).
-        """
-        device = anchors.tensor.device
-        num_anchors = len(anchors)
-        assert sum(num_anchors_per_level) == num_anchors, (num_anchors_per_level, num_anchors)
+    def assign(self, anchors, num_anchors_per_level, gt_instances, pred_logits, pred_boxes):
+        """See :class:`AnchorAssigner`; labels are 1 or 0 (ATSS ignores nothing), ``matched_idxs``
+        is 0 where the label is 0. The predictions are not used."""
         gt_boxes = gt_instances.gt_boxes
-        matched_idxs = torch.zeros(num_anchors, dtype=torch.int64, device=device)
-        labels = torch.zeros(num_anchors, dtype=torch.int8, device=device)
-        if len(gt_boxes) == 0 or num_anchors == 0:
-            return matched_idxs, labels
-
         iou = pairwise_iou(gt_boxes, anchors)  # (G, R)
         anchor_centers = anchors.get_centers()  # (R, 2)
         gt_centers = gt_boxes.get_centers()  # (G, 2)
@@ -109,6 +83,5 @@ class ATSSAssigner:
         )
         best_iou, best_gt = pos_iou.max(dim=0)  # exact IoU ties: the first GT
         positive = best_iou >= 0
-        labels = positive.to(torch.int8)
-        matched_idxs = torch.where(positive, best_gt, matched_idxs)
-        return matched_idxs, labels
+        matched_idxs = torch.where(positive, best_gt, torch.zeros_like(best_gt))
+        return matched_idxs, positive.to(torch.int8)

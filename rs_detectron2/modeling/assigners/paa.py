@@ -6,15 +6,16 @@ EM below follows the same initialisation, updates and stopping rule, batched ove
 """
 
 import math
-from typing import List, NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional
 
 import torch
 from fvcore.nn import sigmoid_focal_loss
 
 from detectron2.modeling.matcher import Matcher
-from detectron2.structures import Boxes, Instances, pairwise_iou
+from detectron2.structures import pairwise_iou
 
 from ...losses import giou_loss
+from .base import AnchorAssigner
 
 __all__ = ["PAAAssigner", "GaussianMixture1D", "fit_gmm_1d", "paa_split", "paa_anchor_scores"]
 
@@ -202,7 +203,7 @@ def _rank_within_groups(keys: torch.Tensor) -> torch.Tensor:
     return torch.arange(len(keys), device=keys.device) - first
 
 
-class PAAAssigner:
+class PAAAssigner(AnchorAssigner):
     """Probabilistic anchor assignment of RS-PAA (mmdet ``PAAHead`` ``paa_reassign``).
 
     1. Candidates: max-IoU assignment at ``iou_threshold`` (0.1; RS-PAA: positive >= 0.1,
@@ -215,6 +216,7 @@ class PAAAssigner:
     5. All other candidates become negatives.
 
     Needs the image's predictions: ``pred_logits`` (R, K) and decoded ``pred_boxes`` (R, 4).
+    An image without ground truth gets negatives only.
     """
 
     uses_predictions = True
@@ -229,6 +231,13 @@ class PAAAssigner:
         gmm_tol: float = 1e-3,
         gmm_reg_covar: float = 1e-5,
     ):
+        """
+        Args:
+            iou_threshold: IoU of the candidate (max-IoU) assignment (0.1 in PAA / RS-PAA).
+            topk: candidates kept per GT and level (9).
+            focal_alpha, focal_gamma: of the focal part of :func:`paa_anchor_scores`.
+            gmm_max_iter, gmm_tol, gmm_reg_covar: EM settings of :func:`fit_gmm_1d`.
+        """
         self.iou_threshold = float(iou_threshold)
         self.matcher = Matcher([self.iou_threshold], [0, 1], allow_low_quality_matches=True)
         self.topk = int(topk)
@@ -245,35 +254,12 @@ class PAAAssigner:
             f"gmm={self.gmm_kwargs})"
         )
 
-    @torch.no_grad()
-    def __call__(
-        self,
-        anchors: Boxes,
-        num_anchors_per_level: List[int],
-        gt_instances: Instances,
-        pred_logits: Optional[torch.Tensor] = None,
-        pred_boxes: Optional[torch.Tensor] = None,
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """
-        Args:
-            anchors: (R, 4) anchors of all levels of one image, level after level.
-            num_anchors_per_level: anchors per level, summing to R.
-            gt_instances: the image's ground truth, with ``gt_boxes`` and ``gt_classes``.
-            pred_logits: (R, K) the image's classification logits (detached here).
-            pred_boxes: (R, 4) the image's decoded predicted boxes.
-        Returns:
-            matched_idxs: (R,) int64, index of the matched GT (meaningful where label is 1).
-            labels: (R,) int8: 1 positive, 0 negative, -1 ignored.
-        """
-        if pred_logits is None or pred_boxes is None:
-            raise ValueError("PAAAssigner needs the image's pred_logits and pred_boxes")
+    def assign(self, anchors, num_anchors_per_level, gt_instances, pred_logits, pred_boxes):
+        """See :class:`AnchorAssigner`: ``pred_logits`` (R, K) and the decoded ``pred_boxes``
+        (R, 4) of the image are required; the ignored anchors of step 1 stay ignored."""
         device = anchors.tensor.device
-        num_anchors = len(anchors)
-        assert sum(num_anchors_per_level) == num_anchors, (num_anchors_per_level, num_anchors)
         gt_boxes = gt_instances.gt_boxes
         matched_idxs, labels = self.matcher(pairwise_iou(gt_boxes, anchors))
-        if len(gt_boxes) == 0 or num_anchors == 0:
-            return matched_idxs, labels
 
         cand = torch.nonzero(labels == 1).squeeze(1)  # (C,) candidate anchors
         cand_gt = matched_idxs[cand]

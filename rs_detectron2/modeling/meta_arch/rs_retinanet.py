@@ -197,14 +197,5 @@ class RSRetinaNet(RetinaNet):
         )
         result = pred[keep[: self.max_detections_per_image]]
         if self.score_voting:
-            result.pred_boxes = Boxes(
-                score_voting(
-                    result.pred_boxes.tensor,
-                    result.pred_classes,
-                    pred.pred_boxes.tensor,
-                    pred.scores,
-                    pred.pred_classes,
-                    sigma=self.score_voting_sigma,
-                )
-            )
+            result.pred_boxes = Boxes(score_voting(result, pred, sigma=self.score_voting_sigma))
         return result
