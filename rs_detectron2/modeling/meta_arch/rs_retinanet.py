@@ -11,7 +11,7 @@ from detectron2.modeling.meta_arch import RetinaNet
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 
-from ..rs_head_losses import regression_quality, rs_detection_losses
+from ..rs_head_losses import check_ranking_pool, regression_quality, rs_detection_losses
 from .score_voting import score_voting
 
 __all__ = ["RSRetinaNet"]
@@ -42,6 +42,7 @@ class RSRetinaNet(RetinaNet):
         delta: float = 0.5,
         score_voting: bool = False,
         score_voting_sigma: float = 0.025,
+        ranking_pool: str = "local",
         **kwargs,
     ):
         """
@@ -53,6 +54,8 @@ class RSRetinaNet(RetinaNet):
             delta: RS smoothing (0.5).
             score_voting: PAA's score voting at test time (RS-PAA).
             score_voting_sigma: its IoU weighting width (0.025).
+            ranking_pool: ``"local"`` (the authors' behaviour: each process ranks its own images)
+                or ``"global"`` (one pool over every process's images).
             kwargs: the other arguments of :class:`RetinaNet`; its focal-loss and smooth-L1
                 options do not apply.
         """
@@ -61,6 +64,7 @@ class RSRetinaNet(RetinaNet):
         self.delta = float(delta)
         self.score_voting = bool(score_voting)
         self.score_voting_sigma = float(score_voting_sigma)
+        self.ranking_pool = check_ranking_pool(ranking_pool)
 
     def forward_training(self, images, features, predictions, gt_instances):
         pred_logits, pred_anchor_deltas = self._transpose_dense_predictions(
@@ -173,6 +177,7 @@ class RSRetinaNet(RetinaNet):
             box_weights,
             prefix="loss_dense",
             delta=self.delta,
+            ranking_pool=self.ranking_pool,
         )
 
     def inference_single_image(
