@@ -84,9 +84,4 @@ def test_tiny_rs_model_trains_and_evaluates(tmp_path, config, loss_prefixes, eva
     assert os.path.exists(os.path.join(out, "model_final.pth"))
     for key in eval_keys:
         value = evaluation[-1][key]
-        if value != value and "cascade" in config:
-            # Known open problem: after 40 from-scratch iterations the tiny RS-Cascade's later
-            # stages regress every box off the image, so no valid box survives post-processing
-            # and COCOEvaluator reports NaN. Left visible here rather than hidden.
-            pytest.xfail("tiny RS-Cascade predicts only degenerate boxes after 40 iterations")
         assert 0.0 <= value <= 100.0, (key, value)
