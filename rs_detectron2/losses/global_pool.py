@@ -10,13 +10,12 @@ gradients over processes, so after that average the parameters receive exactly t
 global-pool loss, the same as one process holding the concatenated batch would compute.
 """
 
-import contextlib
 from typing import List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
 
-from .rank_sort import _rank_sort_forward
+from .rank_sort import _autocast_off, _flat_inputs, _rank_sort_forward, _save_and_return
 
 __all__ = ["distributed_world_size", "gather_flat", "global_rank_sort_loss"]
 
@@ -59,31 +58,15 @@ class _GlobalRankSort(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, targets, delta, group):
-        device_type = logits.device.type
-        autocast_ok = device_type in ("cpu", "cuda", "xpu", "mps", "hpu")
-        no_autocast = (
-            torch.autocast(device_type=device_type, enabled=False)
-            if autocast_ok
-            else contextlib.nullcontext()
-        )
-        with no_autocast:
-            if not logits.is_floating_point():
-                raise TypeError(
-                    f"rank_sort_loss: logits must be floating point, got {logits.dtype}"
-                )
-            out_dtype = torch.promote_types(logits.dtype, torch.float32)
-            s = logits.detach().reshape(-1).to(out_dtype)
-            y = targets.detach().reshape(-1).to(out_dtype)
+        with _autocast_off(logits.device.type):
+            s, y, out_dtype = _flat_inputs(logits, targets)
             full_s, sizes = gather_flat(s, group)
             full_y, _ = gather_flat(y, group)
             loss_rank, loss_sort, grad = _rank_sort_forward(full_s, full_y, float(delta))
             rank = dist.get_rank(group) if len(sizes) > 1 else 0
             start = sum(sizes[:rank])
             own = grad[start : start + s.numel()] * len(sizes)
-        ctx.save_for_backward(own.view(logits.shape))
-        loss_sort = loss_sort.to(out_dtype)
-        ctx.mark_non_differentiable(loss_sort)
-        return loss_rank.to(out_dtype), loss_sort
+        return _save_and_return(ctx, own, logits.shape, loss_rank, loss_sort, out_dtype)
 
     @staticmethod
     def backward(ctx, grad_rank, grad_sort):

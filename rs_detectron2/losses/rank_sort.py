@@ -252,31 +252,43 @@ def _rank_sort_forward(s: torch.Tensor, y: torch.Tensor, delta: float):
     return lR.mean(), lS.mean(), grad
 
 
+def _autocast_off(device_type: str):
+    """A context disabling autocast on ``device_type`` (a no-op where autocast does not exist)."""
+    if device_type in ("cpu", "cuda", "xpu", "mps", "hpu"):
+        return torch.autocast(device_type=device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def _flat_inputs(logits: torch.Tensor, targets: torch.Tensor):
+    """Detached, flattened ``(s, y, out_dtype)``: logits promoted to at least float32
+    (``out_dtype``), targets in ``out_dtype`` (float64 targets stay float64)."""
+    if not logits.is_floating_point():
+        raise TypeError(f"rank_sort_loss: logits must be floating point, got {logits.dtype}")
+    out_dtype = torch.promote_types(logits.dtype, torch.float32)
+    s = logits.detach().reshape(-1).to(out_dtype)
+    y = targets.detach().reshape(-1)
+    y = y.to(torch.float64) if y.dtype == torch.float64 else y.to(out_dtype)
+    return s, y, out_dtype
+
+
+def _save_and_return(ctx, grad, shape, loss_rank, loss_sort, out_dtype):
+    """Save the identity-update gradient (viewed as ``shape``) and return the two losses in
+    ``out_dtype``, ``loss_sort`` marked non-differentiable."""
+    ctx.save_for_backward(grad.view(shape))
+    loss_sort = loss_sort.to(out_dtype)
+    ctx.mark_non_differentiable(loss_sort)
+    return loss_rank.to(out_dtype), loss_sort
+
+
 class _RankSort(torch.autograd.Function):
     """Returns (loss_rank, loss_sort); backward scales the saved gradient by d(out)/d(loss_rank)."""
 
     @staticmethod
     def forward(ctx, logits, targets, delta):
-        device_type = logits.device.type
-        autocast_ok = device_type in ("cpu", "cuda", "xpu", "mps", "hpu")
-        no_autocast = (
-            torch.autocast(device_type=device_type, enabled=False)
-            if autocast_ok
-            else contextlib.nullcontext()
-        )
-        with no_autocast:
-            s = logits.detach().reshape(-1)
-            y = targets.detach().reshape(-1)
-            if not s.is_floating_point():
-                raise TypeError(f"rank_sort_loss: logits must be floating point, got {s.dtype}")
-            out_dtype = torch.promote_types(s.dtype, torch.float32)
-            s = s.to(out_dtype)
-            y = y.to(torch.float64) if y.dtype == torch.float64 else y.to(out_dtype)
+        with _autocast_off(logits.device.type):
+            s, y, out_dtype = _flat_inputs(logits, targets)
             loss_rank, loss_sort, grad = _rank_sort_forward(s, y, float(delta))
-        ctx.save_for_backward(grad.view(logits.shape))
-        loss_sort = loss_sort.to(out_dtype)
-        ctx.mark_non_differentiable(loss_sort)
-        return loss_rank.to(out_dtype), loss_sort
+        return _save_and_return(ctx, grad, logits.shape, loss_rank, loss_sort, out_dtype)
 
     @staticmethod
     def backward(ctx, grad_rank, grad_sort):
