@@ -29,7 +29,7 @@ from rs_detectron2.engine.resume import (
 )
 from rs_detectron2.modeling import rs_detection_losses
 
-from test_train_e2e import REPO, read_metrics, run_train_net
+from test_train_e2e import REPO, read_metrics, run_train_net, train_net_cmd
 
 TINY_FASTER = "configs/quick_schedules/rs_faster_rcnn_tiny.py"
 
@@ -144,19 +144,6 @@ def test_skipping_sampler_drops_exactly_the_consumed_prefix():
         assert torch.equal(torch.rand(3), untouched) == expect_untouched
 
 
-def _train_cmd(out, *overrides, flags=()):
-    return [
-        sys.executable,
-        os.path.join(REPO, "train_net.py"),
-        *flags,
-        "--config-file",
-        os.path.join(REPO, TINY_FASTER),
-        f"train.output_dir={out}",
-        "train.device=cpu",
-        *overrides,
-    ]
-
-
 def _losses_by_iteration(out):
     """The last logged record of every training iteration (a resumed run appends its own)."""
     found = {}
@@ -181,26 +168,24 @@ def test_killed_run_resumes_into_the_same_losses(tmp_path):
     run_train_net(TINY_FASTER, ref, *common)
     # the same run, killed (SIGKILL, no clean-up) once its second checkpoint is on disk
     out = str(tmp_path / "killed")
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        _train_cmd(out, *common), cwd=REPO, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    log_path = tmp_path / "killed.log"
+    with open(log_path, "w") as log:  # a file, not a pipe: a full pipe would stall the run
+        proc = subprocess.Popen(
+            train_net_cmd(TINY_FASTER, out, *common), cwd=REPO, stdout=log, stderr=log
+        )
+        second = os.path.join(out, "model_0000007.pth")
+        deadline = time.time() + 600
+        while not (existing_checkpoint(out) == second) and proc.poll() is None:
+            assert time.time() < deadline, "no second checkpoint within 10 minutes"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, (
+        "the run ended before it could be killed:\n" + log_path.read_text()[-3000:]
     )
-    second = os.path.join(out, "model_0000007.pth")
-    deadline = time.time() + 600
-    while not (existing_checkpoint(out) == second) and proc.poll() is None:
-        assert time.time() < deadline, "no second checkpoint within 10 minutes"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    _, err = proc.communicate()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert existing_checkpoint(out) == second
     # resume: iterations 8..15 must reproduce the uninterrupted run
-    resumed = subprocess.run(
-        _train_cmd(out, *common, flags=["--resume"]), cwd=REPO, env=env,
-        capture_output=True, text=True, timeout=900,
-    )
-    assert resumed.returncode == 0, resumed.stderr[-5000:]
+    run_train_net(TINY_FASTER, out, *common, flags=["--resume"])
 
     expected = _losses_by_iteration(ref)
     got = _losses_by_iteration(out)
@@ -219,17 +204,16 @@ def test_killed_run_resumes_into_the_same_losses(tmp_path):
 
 def test_diverging_run_names_iteration_and_term_and_keeps_a_good_checkpoint(tmp_path):
     out = str(tmp_path / "out")
-    proc = subprocess.run(
-        _train_cmd(
-            out,
-            "optimizer.lr=1e6",
-            "train.max_iter=30",
-            "train.checkpointer.period=1",
-            "train.eval_period=0",
-            "train.seed=1",
-            "dataloader.train.total_batch_size=2",
-        ),
-        cwd=REPO, capture_output=True, text=True, timeout=900,
+    proc = run_train_net(
+        TINY_FASTER,
+        out,
+        "optimizer.lr=1e6",
+        "train.max_iter=30",
+        "train.checkpointer.period=1",
+        "train.eval_period=0",
+        "train.seed=1",
+        "dataloader.train.total_batch_size=2",
+        check=False,
     )
     assert proc.returncode != 0, "a learning rate of 1e6 did not diverge in 30 iterations"
     tail = proc.stderr[-4000:]
@@ -246,22 +230,19 @@ def test_two_processes_train_with_the_global_ranking_pool(tmp_path):
     """train_net.py --num-gpus 2 on CPU: Detectron2's launcher starts 2 Gloo processes; both RS
     heads rank the global batch as one pool."""
     out = str(tmp_path / "out")
-    proc = subprocess.run(
-        _train_cmd(
-            out,
-            "train.max_iter=6",
-            "train.log_period=1",
-            "train.eval_period=0",
-            "train.checkpointer.period=6",
-            "train.seed=2",
-            "dataloader.train.total_batch_size=4",
-            "model.proposal_generator.ranking_pool=global",
-            "model.roi_heads.box_predictor.ranking_pool=global",
-            flags=["--num-gpus", "2"],
-        ),
-        cwd=REPO, capture_output=True, text=True, timeout=900,
+    run_train_net(
+        TINY_FASTER,
+        out,
+        "train.max_iter=6",
+        "train.log_period=1",
+        "train.eval_period=0",
+        "train.checkpointer.period=6",
+        "train.seed=2",
+        "dataloader.train.total_batch_size=4",
+        "model.proposal_generator.ranking_pool=global",
+        "model.roi_heads.box_predictor.ranking_pool=global",
+        flags=["--num-gpus", "2"],
     )
-    assert proc.returncode == 0, proc.stderr[-5000:]
     records = [r for r in read_metrics(out) if "total_loss" in r]
     assert [r["iteration"] for r in records] == list(range(6))
     for r in records:

@@ -15,21 +15,33 @@ ITERS = 40
 LOG_PERIOD = 5
 
 
-def run_train_net(config, output_dir, *overrides, timeout=900):
-    cmd = [
+def train_net_cmd(config, output_dir, *overrides, flags=()):
+    """The command line of a CPU train_net.py run: ``flags`` (e.g. --resume) go before the config."""
+    return [
         sys.executable,
         os.path.join(REPO, "train_net.py"),
+        *flags,
         "--config-file",
         os.path.join(REPO, config),
         f"train.output_dir={output_dir}",
         "train.device=cpu",
         *overrides,
     ]
+
+
+def run_train_net(config, output_dir, *overrides, flags=(), timeout=900, check=True):
+    """Run train_net.py to completion; with ``check``, assert it exited 0. Returns the process."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.run(
-        cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+        train_net_cmd(config, output_dir, *overrides, flags=flags),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    if check:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return proc
 
 
