@@ -21,4 +21,4 @@ bench: bench-loss
 	$(PYTHON) benchmarks/bench_train_step.py
 
 clean:
-	rm -rf output .pytest_cache
+	rm -rf output .pytest_cache build dist

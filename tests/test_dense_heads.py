@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from detectron2.config import LazyConfig, instantiate
+from detectron2.config import LazyConfig
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
 from detectron2.modeling.box_regression import Box2BoxTransform
@@ -28,8 +28,16 @@ from rs_detectron2.modeling import (
 )
 from rs_detectron2.modeling.meta_arch import rs_retinanet as rs_retinanet_module
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = os.path.join(REPO, "configs")
+from head_helpers import (
+    CONFIGS,
+    REPO,
+    assert_zero_losses_still_in_graph,
+    batch,
+    build_tiny,
+    grad_sum,
+    train_step,
+)
+
 RS_DENSE = ["rs_retinanet", "rs_atss", "rs_paa"]
 DENSE_KEYS = {"loss_dense_rank", "loss_dense_sort", "loss_dense_box"}
 
@@ -39,50 +47,13 @@ def load(name):
 
 
 def build(name, seed=0):
-    torch.manual_seed(seed)
-    model = instantiate(load(f"quick_schedules/{name}_tiny.py").model)
-    model.train()
-    return model
-
-
-def make_image(height, width, boxes, classes, seed):
-    g = torch.Generator().manual_seed(seed)
-    image = torch.randint(0, 255, (3, height, width), generator=g, dtype=torch.uint8)
-    inst = Instances((height, width))
-    inst.gt_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
-    inst.gt_classes = torch.tensor(classes, dtype=torch.long)
-    return {"image": image, "instances": inst, "height": height, "width": width}
-
-
-def batch(num_empty=0):
-    objects = [
-        ([[10, 12, 70, 80], [60, 40, 120, 110]], [1, 3]),
-        ([[30, 30, 90, 100]], [5]),
-        ([[5, 5, 50, 40], [70, 70, 125, 125], [20, 80, 60, 120]], [0, 7, 2]),
-    ]
-    inputs = []
-    for i, (boxes, classes) in enumerate(objects):
-        if i < num_empty:
-            boxes, classes = [], []
-        inputs.append(make_image(128, 128, boxes, classes, seed=i))
-    return inputs
-
-
-def train_step(model, inputs):
-    with EventStorage(0) as storage:
-        losses = model(inputs)
-        sum(losses.values()).backward()
-    return losses, storage
+    return build_tiny(f"{name}_tiny.py", seed)
 
 
 def head_layers(model):
     head = model.head
     layers = {"cls_score": head.cls_score, "bbox_pred": head.bbox_pred}
     return layers
-
-
-def grad_sum(module):
-    return sum(float(p.grad.abs().sum()) for p in module.parameters() if p.grad is not None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -118,11 +89,7 @@ def test_empty_ground_truth(name, num_empty):
         assert torch.isfinite(value), key
     if num_empty == 3:
         # no positives anywhere: zero losses that still reach the head's parameters
-        for key, value in losses.items():
-            assert float(value) == 0.0, key
-        for key, layer in head_layers(model).items():
-            for p in layer.parameters():
-                assert p.grad is not None, f"{key} fell out of the graph"
+        assert_zero_losses_still_in_graph(losses, head_layers(model))
         assert storage.history("num_pos_anchors").latest() == 0
     else:
         assert float(losses["loss_dense_rank"]) > 0

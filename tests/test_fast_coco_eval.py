@@ -136,6 +136,21 @@ def _assert_same(a, b, tol=1e-6):
             assert (math.isnan(va) and math.isnan(vb)) or abs(va - vb) <= tol, (task, key, va, vb)
 
 
+def _compare_backends(evaluator_cls, reference, dataset, max_dets):
+    """Evaluate box and mask outputs of ``dataset`` with ``evaluator_cls`` under faster-coco-eval
+    and under the ``reference`` backend, assert that every metric agrees, and return the fast
+    backend's box results."""
+    name, (inputs, outputs) = dataset
+    results = {}
+    for backend in ("faster_coco_eval", reference):
+        ev = evaluator_cls(
+            name, tasks=("bbox", "segm"), max_dets_per_image=max_dets, backend=backend
+        )
+        results[backend] = _run(ev, inputs, outputs)
+    _assert_same(results["faster_coco_eval"], results[reference])
+    return results["faster_coco_eval"]["bbox"]
+
+
 @pytest.fixture(scope="module")
 def coco_dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("fast_coco")
@@ -157,15 +172,7 @@ def test_coco_backends_identical(coco_dataset, max_dets):
     # max_dets=12 takes Detectron2's COCOevalMaxDets path and truncates the first image's class 1
     # (more than 14 detections there). Values below 10 would not truncate anything: COCOeval sorts
     # maxDets [1, 10, n] and then uses the largest.
-    name, (inputs, outputs) = coco_dataset
-    results = {}
-    for backend in ("faster_coco_eval", "pycocotools"):
-        ev = FastCOCOEvaluator(
-            name, tasks=("bbox", "segm"), max_dets_per_image=max_dets, backend=backend
-        )
-        results[backend] = _run(ev, inputs, outputs)
-    _assert_same(results["faster_coco_eval"], results["pycocotools"])
-    bbox = results["faster_coco_eval"]["bbox"]
+    bbox = _compare_backends(FastCOCOEvaluator, "pycocotools", coco_dataset, max_dets)
     assert {"AP", "AP50", "APs", "APm", "APl", "AP-class_5"} <= set(bbox)
     assert 5 < bbox["AP50"] < 95  # neither trivial nor empty
 
@@ -245,14 +252,6 @@ def lvis_dataset(tmp_path_factory):
 @pytest.mark.parametrize("max_dets", [None, 5])
 def test_lvis_backends_identical(lvis_dataset, max_dets, monkeypatch):
     monkeypatch.setattr(np, "float", float, raising=False)  # lvis 0.5.3 on numpy >= 1.24
-    name, (inputs, outputs) = lvis_dataset
-    results = {}
-    for backend in ("faster_coco_eval", "lvis"):
-        ev = FastLVISEvaluator(
-            name, tasks=("bbox", "segm"), max_dets_per_image=max_dets, backend=backend
-        )
-        results[backend] = _run(ev, inputs, outputs)
-    _assert_same(results["faster_coco_eval"], results["lvis"])
-    bbox = results["faster_coco_eval"]["bbox"]
+    bbox = _compare_backends(FastLVISEvaluator, "lvis", lvis_dataset, max_dets)
     assert set(bbox) == {"AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf"}
     assert 5 < bbox["AP50"] < 95

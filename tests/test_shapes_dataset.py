@@ -6,16 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from rs_detectron2.data import (
-    SHAPES_CLASSES,
-    SHAPES_DATASET_NAMES,
-    frequency_group,
-    frequency_thresholds,
-    generate_shapes,
-    register_shapes,
-    shapes_class_frequencies,
-    shapes_root,
-)
+from rs_detectron2 import data  # the public API of the shapes dataset
 
 SMALL = dict(num_train=24, num_val=8, image_size=(160, 160), seed=3)
 
@@ -23,13 +14,13 @@ SMALL = dict(num_train=24, num_val=8, image_size=(160, 160), seed=3)
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("shapes_small"))
-    return generate_shapes(root, **SMALL)
+    return data.generate_shapes(root, **SMALL)
 
 
 @pytest.fixture(scope="module")
 def default(tmp_path_factory):
     """The dataset at default sizes (240 train / 40 val, 160x160), generated once for the module."""
-    return generate_shapes(str(tmp_path_factory.mktemp("shapes_default")))
+    return data.generate_shapes(str(tmp_path_factory.mktemp("shapes_default")))
 
 
 def _load(path):
@@ -55,19 +46,19 @@ def _mask(segm, h, w):
 
 def test_shapes_root_default(monkeypatch):
     monkeypatch.delenv("DETECTRON2_DATASETS", raising=False)
-    assert shapes_root() == os.path.join("datasets", "rs_shapes")
+    assert data.shapes_root() == os.path.join("datasets", "rs_shapes")
     monkeypatch.setenv("DETECTRON2_DATASETS", "/data/x")
-    assert shapes_root() == "/data/x/rs_shapes"
+    assert data.shapes_root() == "/data/x/rs_shapes"
 
 
 def test_deterministic_bytes(small, tmp_path):
-    again = generate_shapes(str(tmp_path / "other"), **SMALL)
+    again = data.generate_shapes(str(tmp_path / "other"), **SMALL)
     a, b = _all_files(small["root"]), _all_files(again["root"])
     assert len(a) == SMALL["num_train"] + SMALL["num_val"] + 5  # images, 4 jsons, manifest
     assert a.keys() == b.keys()
     for name in a:
         assert a[name] == b[name], name
-    other_seed = generate_shapes(str(tmp_path / "seed4"), **dict(SMALL, seed=4))
+    other_seed = data.generate_shapes(str(tmp_path / "seed4"), **dict(SMALL, seed=4))
     with open(other_seed["coco_train"], "rb") as f:
         assert f.read() != a[os.path.join("annotations", "instances_train.json")]
 
@@ -75,23 +66,23 @@ def test_deterministic_bytes(small, tmp_path):
 def test_idempotent_and_regenerates(tmp_path):
     root = str(tmp_path / "d")
     params = dict(SMALL, num_train=6, num_val=3)
-    first = generate_shapes(root, **params)
+    first = data.generate_shapes(root, **params)
     assert first["status"] == "generated"
     stamp = {p: os.stat(p).st_mtime_ns for p in (first["coco_train"], first["lvis_val"], first["manifest"])}
-    second = generate_shapes(root, **params)
+    second = data.generate_shapes(root, **params)
     assert second["status"] == "up-to-date"
     assert stamp == {p: os.stat(p).st_mtime_ns for p in stamp}
     # other parameters: regenerated, stale images removed
-    third = generate_shapes(root, **dict(params, num_train=4))
+    third = data.generate_shapes(root, **dict(params, num_train=4))
     assert third["status"] == "generated"
     assert sorted(os.listdir(third["train_images"])) == ["%06d.png" % i for i in range(1, 5)]
     assert len(_load(third["coco_train"])["images"]) == 4
     # a run killed before the manifest was written is redone
     os.remove(third["manifest"])
-    assert generate_shapes(root, **dict(params, num_train=4))["status"] == "generated"
+    assert data.generate_shapes(root, **dict(params, num_train=4))["status"] == "generated"
     os.remove(os.path.join(third["val_images"], "000002.png"))
-    assert generate_shapes(root, **dict(params, num_train=4))["status"] == "generated"
-    assert generate_shapes(root, **dict(params, num_train=4), overwrite=True)["status"] == "generated"
+    assert data.generate_shapes(root, **dict(params, num_train=4))["status"] == "generated"
+    assert data.generate_shapes(root, **dict(params, num_train=4), overwrite=True)["status"] == "generated"
     assert not [f for f in os.listdir(os.path.join(root, "annotations")) if ".tmp" in f]
 
 
@@ -103,8 +94,8 @@ def test_coco_and_lvis_apis_load(small):
     for split in ("train", "val"):
         coco = COCO(small["coco_" + split])
         lvis = LVIS(small["lvis_" + split])
-        assert sorted(coco.getCatIds()) == list(range(1, len(SHAPES_CLASSES) + 1))
-        assert [coco.cats[i + 1]["name"] for i in range(len(SHAPES_CLASSES))] == list(SHAPES_CLASSES)
+        assert sorted(coco.getCatIds()) == list(range(1, len(data.SHAPES_CLASSES) + 1))
+        assert [coco.cats[i + 1]["name"] for i in range(len(data.SHAPES_CLASSES))] == list(data.SHAPES_CLASSES)
         assert len(coco.imgs) == SMALL["num_" + split] == len(lvis.imgs)
         assert coco.anns.keys() == lvis.anns.keys()
         per_image = {}
@@ -125,7 +116,8 @@ def test_coco_and_lvis_apis_load(small):
             assert os.path.isfile(os.path.join(small["root"], folder, fname)) and folder == split
             present = {a["category_id"] for a in lvis.img_ann_map[img["id"]]}
             assert img["not_exhaustive_category_ids"] == []
-            assert set(img["neg_category_ids"]) == set(range(1, len(SHAPES_CLASSES) + 1)) - present
+            all_ids = set(range(1, len(data.SHAPES_CLASSES) + 1))
+            assert set(img["neg_category_ids"]) == all_ids - present
             assert (img["height"], img["width"]) == (h, w)
         for cat in lvis.cats.values():
             assert cat["frequency"] in ("f", "c", "r") and cat["synonyms"] == [cat["name"]] and cat["def"]
@@ -134,7 +126,9 @@ def test_coco_and_lvis_apis_load(small):
 def test_non_square_images(tmp_path):
     from PIL import Image
 
-    paths = generate_shapes(str(tmp_path), num_train=4, num_val=2, image_size=(120, 200), seed=1)
+    paths = data.generate_shapes(
+        str(tmp_path), num_train=4, num_val=2, image_size=(120, 200), seed=1
+    )
     coco = _load(paths["coco_val"])
     for img in coco["images"]:
         assert (img["height"], img["width"]) == (120, 200)
@@ -185,7 +179,7 @@ def test_polygons_match_rendered_pixels(small):
 
 def _check_frequencies(paths, num_train):
     lvis_train, lvis_val = _load(paths["lvis_train"]), _load(paths["lvis_val"])
-    images = {k: set() for k in range(1, len(SHAPES_CLASSES) + 1)}
+    images = {k: set() for k in range(1, len(data.SHAPES_CLASSES) + 1)}
     instances = dict.fromkeys(images, 0)
     for ann in lvis_train["annotations"]:
         images[ann["category_id"]].add(ann["image_id"])
@@ -193,22 +187,22 @@ def _check_frequencies(paths, num_train):
     for cat in lvis_train["categories"]:
         n = len(images[cat["id"]])
         assert cat["image_count"] == n and cat["instance_count"] == instances[cat["id"]]
-        assert cat["frequency"] == frequency_group(n, num_train), cat
+        assert cat["frequency"] == data.frequency_group(n, num_train), cat
     assert lvis_val["categories"] == lvis_train["categories"]  # val carries the training statistics
     return {c["name"]: (c["frequency"], c["image_count"]) for c in lvis_train["categories"]}
 
 
 def test_frequency_rule():
-    assert frequency_thresholds(240) == (10, 100)  # LVIS's own thresholds at the default size
-    assert frequency_thresholds(24) == (1, 10) and frequency_thresholds(1) == (1, 10)
-    assert frequency_thresholds(480) == (20, 200)
-    assert [frequency_group(n, 240) for n in (0, 1, 10, 11, 100, 101)] == ["r", "r", "r", "c", "c", "f"]
+    assert data.frequency_thresholds(240) == (10, 100)  # LVIS's own thresholds at the default size
+    assert data.frequency_thresholds(24) == (1, 10) and data.frequency_thresholds(1) == (1, 10)
+    assert data.frequency_thresholds(480) == (20, 200)
+    assert [data.frequency_group(n, 240) for n in (0, 1, 10, 11, 100, 101)] == ["r", "r", "r", "c", "c", "f"]
 
 
 def test_frequency_groups_small(small):
     groups = _check_frequencies(small, SMALL["num_train"])
     assert {g for g, _ in groups.values()} == {"f", "c", "r"}
-    assert shapes_class_frequencies(small["root"]) == {k: g for k, (g, _) in groups.items()}
+    assert data.shapes_class_frequencies(small["root"]) == {k: g for k, (g, _) in groups.items()}
 
 
 def test_long_tail_at_default_size(default):
@@ -219,7 +213,7 @@ def test_long_tail_at_default_size(default):
     assert sum(g == "c" for g, _ in groups.values()) >= 2
     assert sum(g == "r" for g, _ in groups.values()) >= 2
     val = _load(default["lvis_val"])
-    val_counts = {k: set() for k in range(1, len(SHAPES_CLASSES) + 1)}
+    val_counts = {k: set() for k in range(1, len(data.SHAPES_CLASSES) + 1)}
     for ann in val["annotations"]:
         val_counts[ann["category_id"]].add(ann["image_id"])
     assert min(len(v) for v in val_counts.values()) >= 2  # every class can be evaluated
@@ -227,7 +221,7 @@ def test_long_tail_at_default_size(default):
 
 @pytest.fixture(scope="module")
 def registered(default):
-    names = register_shapes(default["root"])
+    names = data.register_shapes(default["root"])
     return default, names
 
 
@@ -237,15 +231,16 @@ def test_register_and_load(registered):
     from detectron2.structures import BoxMode
 
     paths, names = registered
-    assert tuple(names) == SHAPES_DATASET_NAMES
-    assert register_shapes(paths["root"]) == names  # harmless the second time
+    assert tuple(names) == data.SHAPES_DATASET_NAMES
+    assert data.register_shapes(paths["root"]) == names  # harmless the second time
     for name in names:
         assert name in DatasetCatalog.list()
         meta = MetadataCatalog.get(name)
-        assert meta.thing_classes == list(SHAPES_CLASSES)
+        assert meta.thing_classes == list(data.SHAPES_CLASSES)
         assert os.path.isfile(meta.json_file)
         assert meta.evaluator_type == ("lvis" if "lvis" in name else "coco")
-    assert len(MetadataCatalog.get("rs_shapes_lvis_train").class_image_count) == len(SHAPES_CLASSES)
+    num_classes = len(data.SHAPES_CLASSES)
+    assert len(MetadataCatalog.get("rs_shapes_lvis_train").class_image_count) == num_classes
 
     for split, n in (("train", 240), ("val", 40)):
         coco_dicts = DatasetCatalog.get("rs_shapes_" + split)

@@ -97,6 +97,36 @@ def coco_results_from_predictions(predictions, metadata, *, lvis=False):
     return results
 
 
+def results_to_evaluate(evaluator, predictions, results_file=None, *, lvis=False):
+    """
+    The common start of an evaluator's ``_eval_predictions`` (Detectron2's COCO and LVIS
+    evaluators begin the same way): flatten ``predictions`` into COCO result dicts with the
+    dataset's category ids, save them as ``<output_dir>/<results_file>`` when both are set, and
+    check that the dataset has annotations.
+
+    Args:
+        evaluator (COCOEvaluator or LVISEvaluator): reads its ``_metadata``, ``_output_dir``,
+            ``_logger`` and ``_do_evaluation``.
+        predictions (list[dict]): as gathered by the evaluator's ``process``.
+        results_file (str or None): file name of the saved results; None saves nothing.
+        lvis (bool): see :func:`coco_results_from_predictions`.
+
+    Returns:
+        list[dict] or None: the results, or None (after logging why) when there is no ground truth
+        to evaluate them against.
+    """
+    results = coco_results_from_predictions(predictions, evaluator._metadata, lvis=lvis)
+    if evaluator._output_dir and results_file:
+        path = os.path.join(evaluator._output_dir, results_file)
+        evaluator._logger.info(f"Saving results to {path}")
+        with PathManager.open(path, "w") as f:
+            f.write(json.dumps(results))
+    if not evaluator._do_evaluation:
+        evaluator._logger.info("Annotations are not available for evaluation.")
+        return None
+    return results
+
+
 def _for_iou_type(results, iou_type):
     """Copies of the result dicts; for "segm" without "bbox" so that areas are mask areas."""
     results = [dict(r) for r in results]
@@ -251,16 +281,10 @@ class FastCOCOEvaluator(COCOEvaluator):
     def _eval_predictions(self, predictions, img_ids=None):
         if self._backend == "pycocotools":
             return super()._eval_predictions(predictions, img_ids=img_ids)
-        coco_results = coco_results_from_predictions(predictions, self._metadata)
-        tasks = self._tasks or self._tasks_from_predictions(coco_results)
-        if self._output_dir:
-            path = os.path.join(self._output_dir, "coco_instances_results.json")
-            self._logger.info(f"Saving results to {path}")
-            with PathManager.open(path, "w") as f:
-                f.write(json.dumps(coco_results))
-        if not self._do_evaluation:
-            self._logger.info("Annotations are not available for evaluation.")
+        coco_results = results_to_evaluate(self, predictions, "coco_instances_results.json")
+        if coco_results is None:
             return
+        tasks = self._tasks or self._tasks_from_predictions(coco_results)
         self._logger.info("Evaluating predictions with faster-coco-eval ...")
         for task in sorted(tasks):
             assert task in {"bbox", "segm", "keypoints"}, f"Got unknown task: {task}!"
@@ -325,16 +349,12 @@ class FastLVISEvaluator(LVISEvaluator):
     def _eval_predictions(self, predictions):
         if self._backend == "lvis":
             return super()._eval_predictions(predictions)
-        lvis_results = coco_results_from_predictions(predictions, self._metadata, lvis=True)
-        tasks = self._tasks or self._tasks_from_predictions(lvis_results)
-        if self._output_dir:
-            path = os.path.join(self._output_dir, "lvis_instances_results.json")
-            self._logger.info(f"Saving results to {path}")
-            with PathManager.open(path, "w") as f:
-                f.write(json.dumps(lvis_results))
-        if not self._do_evaluation:
-            self._logger.info("Annotations are not available for evaluation.")
+        lvis_results = results_to_evaluate(
+            self, predictions, "lvis_instances_results.json", lvis=True
+        )
+        if lvis_results is None:
             return
+        tasks = self._tasks or self._tasks_from_predictions(lvis_results)
         self._logger.info("Evaluating predictions with faster-coco-eval (LVIS) ...")
         for task in sorted(tasks):
             res = evaluate_predictions_on_lvis_fast(

@@ -43,7 +43,7 @@ from detectron2.evaluation import COCOEvaluator
 from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import create_small_table
 
-from .fast_coco import coco_results_from_predictions
+from .fast_coco import results_to_evaluate
 
 __all__ = ["OLRPEvaluator", "optimal_lrp", "olrp_from_coco"]
 
@@ -311,9 +311,8 @@ class OLRPEvaluator(COCOEvaluator):
         return fallback
 
     def _eval_predictions(self, predictions, img_ids=None):
-        coco_results = coco_results_from_predictions(predictions, self._metadata)
-        if not self._do_evaluation:
-            self._logger.info("Annotations are not available for evaluation.")
+        coco_results = results_to_evaluate(self, predictions)
+        if coco_results is None:
             return
         details = {}
         for task in self._tasks:

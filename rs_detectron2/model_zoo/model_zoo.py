@@ -9,7 +9,8 @@ __all__ = ["config_dir", "get", "get_config", "get_config_file", "list_configs"]
 
 
 def config_dir() -> str:
-    """The ``configs/`` folder: packaged with the library, or the repository's in a source checkout."""
+    """The ``configs/`` folder: inside the package when installed from a wheel (``setup.py`` copies
+    it there), else the checkout's ``configs/`` (source tree or editable install)."""
     packaged = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
     if os.path.isdir(packaged):
         return packaged

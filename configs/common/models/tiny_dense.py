@@ -1,23 +1,17 @@
-# Tiny from-scratch versions of the dense models for CPU tests and the demo: ResNet-18 with BN
-# (FrozenBN from scratch diverges), 64-channel FPN (P3-P7), heads of 2 convs x 64 channels (GN(32)
-# in the ATSS / PAA heads), 8 classes (the shapes dataset). Anchors, assigners, box coders and NMS
-# stay exactly as in the full models; as in tiny_rcnn.py, the test keeps the top 20 detections
-# whatever their score (short CPU runs give low scores; 0.05 and 100 detections on COCO).
+# Tiny from-scratch versions of the dense models for CPU tests and the demo: the backbone of
+# tiny_backbone.py (ResNet-18 with BN, 64-channel FPN) with P3-P7, heads of 2 convs x 64 channels
+# (GN(32) in the ATSS / PAA heads), 8 classes (the shapes dataset). Anchors, assigners, box coders
+# and NMS stay exactly as in the full models; as in tiny_rcnn.py, the test keeps the top 20
+# detections whatever their score (short CPU runs give low scores; 0.05 and 100 detections on COCO).
 from detectron2.layers import ShapeSpec
 
 from .rs_dense import retinanet, rs_atss, rs_paa, rs_retinanet
+from .tiny_backbone import CHANNELS, R18_RES5_CHANNELS, shrink_backbone
 
 NUM_CLASSES = 8
-CHANNELS = 64
-R18_RES5_CHANNELS = 512
 
 for _m in (retinanet, rs_retinanet, rs_atss, rs_paa):
-    _bottom_up = _m.backbone.bottom_up
-    _bottom_up.freeze_at = 0
-    _bottom_up.stem.norm = "BN"
-    _bottom_up.stages.update(depth=18, norm="BN")
-    _bottom_up.stages.pop("stride_in_1x1")
-    _m.backbone.out_channels = CHANNELS
+    shrink_backbone(_m.backbone)
     _m.num_classes = NUM_CLASSES
     _m.head.num_classes = NUM_CLASSES
     _m.head.input_shape = [ShapeSpec(channels=CHANNELS)] * 5

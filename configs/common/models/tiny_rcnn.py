@@ -1,24 +1,20 @@
-# Tiny from-scratch versions of the two-stage models for CPU tests and the demo: ResNet-18 with BN
-# (FrozenBN from scratch diverges), 64-channel FPN, smaller heads, 8 classes (the shapes dataset),
-# smaller anchors and fewer proposals. The RS / stock differences stay exactly as in the full models.
+# Tiny from-scratch versions of the two-stage models for CPU tests and the demo: the backbone of
+# tiny_backbone.py (ResNet-18 with BN, 64-channel FPN), smaller heads, 8 classes (the shapes
+# dataset), smaller anchors and fewer proposals. The RS / stock differences stay exactly as in the
+# full models.
 from detectron2.layers import ShapeSpec
 
 from .cascade_rcnn_fpn import model as cascade
 from .faster_rcnn_fpn import model as faster
 from .mask_rcnn_fpn import model as mask
 from .rs_rcnn import rs_cascade_rcnn, rs_faster_rcnn, rs_mask_rcnn
+from .tiny_backbone import CHANNELS, shrink_backbone
 
 NUM_CLASSES = 8
-CHANNELS = 64
 FC_DIM = 256
 
 for _m in (faster, mask, cascade, rs_faster_rcnn, rs_mask_rcnn, rs_cascade_rcnn):
-    _bottom_up = _m.backbone.bottom_up
-    _bottom_up.freeze_at = 0
-    _bottom_up.stem.norm = "BN"
-    _bottom_up.stages.update(depth=18, norm="BN")
-    _bottom_up.stages.pop("stride_in_1x1")
-    _m.backbone.out_channels = CHANNELS
+    shrink_backbone(_m.backbone)
     _m.proposal_generator.head.in_channels = CHANNELS
     _m.proposal_generator.anchor_generator.sizes = [[16], [32], [64], [128], [256]]
     _m.proposal_generator.pre_nms_topk = (600, 300)
