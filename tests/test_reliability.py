@@ -226,12 +226,31 @@ def test_diverging_run_names_iteration_and_term_and_keeps_a_good_checkpoint(tmp_
         assert all(torch.isfinite(v).all() for v in state.values() if torch.is_floating_point(v))
 
 
-def test_two_processes_train_with_the_global_ranking_pool(tmp_path):
-    """train_net.py --num-gpus 2 on CPU: Detectron2's launcher starts 2 Gloo processes; both RS
-    heads rank the global batch as one pool."""
+@pytest.mark.parametrize(
+    "config, pool_keys, loss_keys",
+    [
+        (
+            TINY_FASTER,
+            ["model.proposal_generator.ranking_pool", "model.roi_heads.box_predictor.ranking_pool"],
+            ["loss_rpn_rank", "loss_rpn_sort", "loss_rcnn_rank", "loss_rcnn_box"],
+        ),
+        ("configs/quick_schedules/rs_mask_rcnn_tiny.py", [], ["loss_rcnn_rank", "loss_rcnn_mask"]),
+        (
+            "configs/quick_schedules/rs_cascade_rcnn_tiny.py",
+            ["model.proposal_generator.ranking_pool"],
+            ["loss_rpn_rank", "loss_rcnn_rank_stage2", "loss_rcnn_box_stage2"],
+        ),
+        ("configs/quick_schedules/rs_retinanet_tiny.py", ["model.ranking_pool"], ["loss_dense_rank"]),
+        ("configs/quick_schedules/rs_atss_tiny.py", [], ["loss_dense_rank", "loss_dense_box"]),
+        ("configs/quick_schedules/rs_paa_tiny.py", ["model.ranking_pool"], ["loss_dense_rank"]),
+    ],
+)
+def test_two_processes_train_every_rs_model(tmp_path, config, pool_keys, loss_keys):
+    """train_net.py --num-gpus 2 on CPU: Detectron2's launcher starts 2 Gloo processes (DDP).
+    Where ``pool_keys`` are given, those RS heads rank the global batch as one pool."""
     out = str(tmp_path / "out")
     run_train_net(
-        TINY_FASTER,
+        config,
         out,
         "train.max_iter=6",
         "train.log_period=1",
@@ -239,14 +258,13 @@ def test_two_processes_train_with_the_global_ranking_pool(tmp_path):
         "train.checkpointer.period=6",
         "train.seed=2",
         "dataloader.train.total_batch_size=4",
-        "model.proposal_generator.ranking_pool=global",
-        "model.roi_heads.box_predictor.ranking_pool=global",
+        *[f"{key}=global" for key in pool_keys],
         flags=["--num-gpus", "2"],
     )
     records = [r for r in read_metrics(out) if "total_loss" in r]
     assert [r["iteration"] for r in records] == list(range(6))
     for r in records:
-        for k in ("loss_rpn_rank", "loss_rpn_sort", "loss_rcnn_rank", "loss_rcnn_box"):
+        for k in loss_keys:
             assert r[k] == r[k] and abs(r[k]) < 1e6, (k, r[k])
     assert os.path.exists(os.path.join(out, "model_final.pth"))
 

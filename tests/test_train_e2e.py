@@ -64,6 +64,11 @@ def read_metrics(output_dir):
             ["loss_rpn"] + [f"loss_rcnn_{{}}_stage{k}" for k in range(3)],
             ["bbox/AP"],
         ),
+        (  # LVIS-format data: repeat-factor sampling and LVIS evaluation (APr / APc / APf)
+            "configs/quick_schedules/rs_mask_rcnn_lvis_tiny.py",
+            ["loss_rpn", "loss_rcnn"],
+            ["bbox/AP", "bbox/APr", "bbox/APc", "bbox/APf", "segm/AP", "segm/APr"],
+        ),
     ],
 )
 def test_tiny_rs_model_trains_and_evaluates(tmp_path, config, loss_prefixes, eval_keys):
