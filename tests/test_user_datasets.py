@@ -14,6 +14,7 @@ import pytest
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from eval_helpers import evaluate_ground_truth
 from rs_detectron2.data import (
     SHAPES_CLASSES,
     UserDatasetError,
@@ -85,25 +86,8 @@ def _register(cleanup, name, json_file, root, **kw):
 
 
 def _gt_score(name, fast):
-    from detectron2.data.detection_utils import annotations_to_instances
-    from detectron2.structures import Instances
-    import torch
-
     ev = build_evaluator(name, fast=fast, tasks=("bbox", "segm"), distributed=False)
-    ev.reset()
-    for d in DatasetCatalog.get(name):
-        gt = annotations_to_instances(
-            d["annotations"], (d["height"], d["width"]), mask_format="bitmask"
-        )
-        pred = Instances(
-            (d["height"], d["width"]),
-            pred_boxes=gt.gt_boxes,
-            scores=torch.ones(len(gt)),
-            pred_classes=gt.gt_classes,
-            pred_masks=gt.gt_masks.tensor,
-        )
-        ev.process([{"image_id": d["image_id"]}], [{"instances": pred}])
-    return ev.evaluate()
+    return evaluate_ground_truth(ev, name)
 
 
 # --------------------------------------------------------------------------------- happy paths
