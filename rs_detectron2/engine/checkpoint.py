@@ -31,7 +31,8 @@ def _check_finite_weights(model: torch.nn.Module, name: str) -> None:
     tensors = [(k, v) for k, v in model.state_dict().items() if torch.is_floating_point(v)]
     if not tensors:
         return
-    finite = torch.stack([torch.isfinite(v).all().to("cpu") for _, v in tensors])
+    flags = [torch.isfinite(v).all() for _, v in tensors]
+    finite = torch.stack([f.to(flags[0].device) for f in flags]).cpu()  # one synchronisation
     if bool(finite.all()):
         return
     bad = tensors[int((~finite).nonzero()[0])][0]

@@ -28,29 +28,28 @@ def distributed_world_size(group=None) -> int:
 
 
 def gather_flat(x: torch.Tensor, group=None) -> Tuple[torch.Tensor, List[int]]:
-    """Concatenate the 1-D tensors ``x`` of every process in rank order.
+    """Concatenate the tensors ``x`` of every process in rank order along the last dimension.
 
     Args:
-        x: (n_r,) tensor on this process; lengths may differ between processes, dtype and device
-            must agree.
+        x: (..., n_r) tensor on this process; ``n_r`` may differ between processes, the leading
+            dimensions, dtype and device must agree.
         group: process group (default: the global group).
     Returns:
-        ``(full, sizes)``: the (sum n_r,) concatenation, identical on every process, and the list
-        of the per-process lengths ``n_r`` in rank order.
+        ``(full, sizes)``: the (..., sum n_r) concatenation, identical on every process, and the
+        list of the per-process lengths ``n_r`` in rank order.
     """
     world = distributed_world_size(group)
     if world == 1:
-        return x, [x.numel()]
-    size = torch.tensor([x.numel()], dtype=torch.int64, device=x.device)
+        return x, [x.shape[-1]]
+    size = torch.tensor([x.shape[-1]], dtype=torch.int64, device=x.device)
     sizes = [torch.zeros_like(size) for _ in range(world)]
     dist.all_gather(sizes, size, group=group)
     sizes = [int(n) for n in torch.cat(sizes).tolist()]
-    longest = max(sizes)
-    padded = x.new_zeros(longest)
-    padded[: x.numel()] = x
+    padded = x.new_zeros((*x.shape[:-1], max(sizes)))
+    padded[..., : x.shape[-1]] = x
     parts = [torch.empty_like(padded) for _ in range(world)]
     dist.all_gather(parts, padded, group=group)
-    return torch.cat([part[:n] for part, n in zip(parts, sizes)]), sizes
+    return torch.cat([part[..., :n] for part, n in zip(parts, sizes)], dim=-1), sizes
 
 
 class _GlobalRankSort(torch.autograd.Function):
@@ -60,8 +59,10 @@ class _GlobalRankSort(torch.autograd.Function):
     def forward(ctx, logits, targets, delta, group):
         with _autocast_off(logits.device.type):
             s, y, out_dtype = _flat_inputs(logits, targets)
-            full_s, sizes = gather_flat(s, group)
-            full_y, _ = gather_flat(y, group)
+            # One gather for both rows, in a dtype that holds each exactly.
+            pair = torch.stack([s, y]) if s.dtype == y.dtype else torch.stack([s.double(), y])
+            full, sizes = gather_flat(pair, group)
+            full_s, full_y = full[0].to(s.dtype), full[1]
             loss_rank, loss_sort, grad = _rank_sort_forward(full_s, full_y, float(delta))
             rank = dist.get_rank(group) if len(sizes) > 1 else 0
             start = sum(sizes[:rank])
