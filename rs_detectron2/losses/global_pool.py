@@ -10,12 +10,12 @@ gradients over processes, so after that average the parameters receive exactly t
 global-pool loss, the same as one process holding the concatenated batch would compute.
 """
 
-from typing import List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
 
-from .rank_sort import _autocast_off, _flat_inputs, _rank_sort_forward, _save_and_return
+from .rank_sort import _autocast_off, _flat_inputs, _save_and_return
+from .rank_sort_exact import rank_sort_exact
 
 __all__ = ["distributed_world_size", "gather_flat", "global_rank_sort_loss"]
 
@@ -27,7 +27,7 @@ def distributed_world_size(group=None) -> int:
     return dist.get_world_size(group)
 
 
-def gather_flat(x: torch.Tensor, group=None) -> Tuple[torch.Tensor, List[int]]:
+def gather_flat(x: torch.Tensor, group=None) -> tuple[torch.Tensor, list[int]]:
     """Concatenate the tensors ``x`` of every process in rank order along the last dimension.
 
     Args:
@@ -63,7 +63,7 @@ class _GlobalRankSort(torch.autograd.Function):
             pair = torch.stack([s, y]) if s.dtype == y.dtype else torch.stack([s.double(), y])
             full, sizes = gather_flat(pair, group)
             full_s, full_y = full[0].to(s.dtype), full[1]
-            loss_rank, loss_sort, grad = _rank_sort_forward(full_s, full_y, float(delta))
+            loss_rank, loss_sort, grad = rank_sort_exact(full_s, full_y, float(delta))
             rank = dist.get_rank(group) if len(sizes) > 1 else 0
             start = sum(sizes[:rank])
             own = grad[start : start + s.numel()] * len(sizes)
@@ -76,8 +76,8 @@ class _GlobalRankSort(torch.autograd.Function):
 
 
 def global_rank_sort_loss(
-    logits: torch.Tensor, targets: torch.Tensor, delta: float = 0.5, group: Optional[object] = None
-) -> Tuple[torch.Tensor, torch.Tensor]:
+    logits: torch.Tensor, targets: torch.Tensor, delta: float = 0.5, group: object | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Rank & Sort loss with one ranking pool made of every process's logits.
 
     Must be called by every process of ``group`` (it is a collective), also by those without
