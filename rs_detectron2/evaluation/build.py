@@ -1,13 +1,13 @@
-"""Choose the evaluator from the dataset's metadata (``evaluator_type``) and one backend switch."""
+"""Pick the evaluator from the dataset's metadata (``evaluator_type``) and one fast/stock switch."""
 
 import logging
 from typing import Optional, Sequence
 
 from detectron2.data import MetadataCatalog
-from detectron2.evaluation import COCOEvaluator, LVISEvaluator
+from detectron2.evaluation import COCOEvaluator
 
 from .fast_coco import FastCOCOEvaluator, FastLVISEvaluator
-from .lvis_compat import ensure_lvis_numpy_compat
+from .lvis_compat import LVISAPIEvaluator
 
 __all__ = ["build_evaluator"]
 
@@ -32,8 +32,10 @@ def build_evaluator(
             (Detectron2's COCO datasets, ``--dataset`` COCO-format files, ``rs_shapes_*``) or
             ``"lvis"`` (``lvis_v1_*``, ``--dataset`` LVIS-format files, ``rs_shapes_lvis_*``).
         fast: True: :class:`FastCOCOEvaluator` / :class:`FastLVISEvaluator` (faster-coco-eval,
-            same numbers); False: Detectron2's ``COCOEvaluator`` / ``LVISEvaluator`` (pycocotools /
-            lvis-api; the lvis-api numpy fix :func:`ensure_lvis_numpy_compat` is applied first).
+            same numbers); False: the reference implementations, Detectron2's ``COCOEvaluator``
+            with the official pycocotools COCOeval (``use_fast_impl=False``: not Detectron2's own
+            compiled COCOeval) / :class:`LVISAPIEvaluator` (Detectron2's ``LVISEvaluator``,
+            lvis-api, on numpy >= 1.24 too).
         tasks, distributed, output_dir: as in Detectron2's evaluators.
         max_dets_per_image: detections kept per image; ``None`` is the dataset's convention
             (COCO 100 per image, LVIS 300 per image over all classes).
@@ -47,15 +49,15 @@ def build_evaluator(
     """
     if not isinstance(dataset_name, str):
         raise ValueError(
-            "build_evaluator evaluates one dataset; got {!r}. Set dataloader.test.dataset.names "
-            "to a single name.".format(dataset_name)
+            f"build_evaluator evaluates one dataset; got {dataset_name!r}. Set "
+            "dataloader.test.dataset.names to a single name."
         )
     evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type")
     if evaluator_type not in EVALUATOR_TYPES:
         raise ValueError(
-            "Dataset {!r} has evaluator_type={!r} in its metadata; build_evaluator supports {} "
-            "(is the dataset registered? --dataset NAME:JSON:ROOT registers COCO/LVIS "
-            "files).".format(dataset_name, evaluator_type, EVALUATOR_TYPES)
+            f"Dataset {dataset_name!r} has evaluator_type={evaluator_type!r} in its metadata; "
+            f"build_evaluator supports {EVALUATOR_TYPES} (is the dataset registered? --dataset "
+            "NAME:JSON:ROOT registers COCO/LVIS files)."
         )
     kwargs = dict(
         tasks=tasks,
@@ -65,9 +67,9 @@ def build_evaluator(
     )
     if evaluator_type == "coco":
         cls = FastCOCOEvaluator if fast else COCOEvaluator
-    else:
-        cls = FastLVISEvaluator if fast else LVISEvaluator
         if not fast:
-            ensure_lvis_numpy_compat()
-    logger.info("Evaluating %s with %s", dataset_name, cls.__name__)
+            kwargs["use_fast_impl"] = False
+    else:
+        cls = FastLVISEvaluator if fast else LVISAPIEvaluator
+    logger.info(f"Evaluating {dataset_name} with {cls.__name__}")
     return cls(dataset_name, **kwargs)

@@ -4,37 +4,35 @@
 and has an LVIS mode; it reproduces pycocotools and lvis-api numbers. Its global
 ``init_as_pycocotools()`` replaces ``pycocotools`` in ``sys.modules`` and breaks Detectron2
 imports, so it is never called here: the evaluators below keep Detectron2's gathering and result
-formatting and only swap the evaluation class, per evaluator.
+formatting and only swap the evaluation, per evaluator.
 
-* :class:`FastCOCOEvaluator` is :class:`COCOEvaluator` with ``backend="faster_coco_eval"`` (default)
-  or ``"pycocotools"`` (exactly Detectron2's own path). Unlike Detectron2, the fast backend is also
-  used when ``max_dets_per_image != 100`` (Detectron2 then falls back to pycocotools).
-* :class:`FastLVISEvaluator` is :class:`LVISEvaluator` with ``backend="faster_coco_eval"`` (default)
-  or ``"lvis"`` (lvis-api; needs ``np.float`` on numpy >= 1.24, see the Detectron2 notes).
+* :class:`FastCOCOEvaluator` is :class:`COCOEvaluator` with faster-coco-eval's COCOeval. Unlike
+  Detectron2, it also uses it when ``max_dets_per_image != 100`` (Detectron2 then falls back to
+  pycocotools).
+* :class:`FastLVISEvaluator` is :class:`LVISEvaluator` with faster-coco-eval's LVIS mode instead
+  of lvis-api.
+
+The reference implementations are one switch away: ``build_evaluator(..., fast=False)``.
 """
 
 import contextlib
+import functools
 import io
-import itertools
-import json
-import os
 
 import numpy as np
 
 from detectron2.evaluation import COCOEvaluator, LVISEvaluator
-from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import create_small_table
+
+from .coco_results import COCOResultsMixin
 
 __all__ = [
     "FastCOCOEvaluator",
     "FastLVISEvaluator",
-    "coco_results_from_predictions",
     "evaluate_predictions_on_coco_fast",
     "evaluate_predictions_on_lvis_fast",
 ]
 
-COCO_BACKENDS = ("faster_coco_eval", "pycocotools")
-LVIS_BACKENDS = ("faster_coco_eval", "lvis")
 LVIS_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
 # faster-coco-eval's stats_as_dict labels (default area ranges) -> Detectron2's metric names.
 _LVIS_LABELS = {
@@ -56,75 +54,11 @@ def _faster_coco_eval():
         from faster_coco_eval.core import COCO, COCOeval_faster
     except ImportError as e:
         raise ImportError(
-            "backend='faster_coco_eval' needs the PyPI package 'faster-coco-eval' "
-            "(pip install faster-coco-eval); pass backend='pycocotools' (COCO) or "
-            "backend='lvis' (LVIS) to use the reference implementations instead."
+            "The fast evaluators need the PyPI package 'faster-coco-eval' (pip install "
+            "faster-coco-eval); build_evaluator(..., fast=False) (dataloader.evaluator.fast=False) "
+            "uses the reference implementations instead."
         ) from e
     return COCO, COCOeval_faster
-
-
-def coco_results_from_predictions(predictions, metadata, *, lvis=False):
-    """
-    Flatten the per-image predictions of a COCO-style evaluator into COCO result dicts with the
-    dataset's own category ids.
-
-    Args:
-        predictions (list[dict]): as built by ``COCOEvaluator.process``: each dict has
-            "instances", a list of COCO result dicts whose "category_id" is the contiguous id
-            (0..K-1) the model predicts.
-        metadata (Metadata): the dataset's metadata. With ``thing_dataset_id_to_contiguous_id``
-            ids are mapped back through it.
-        lvis (bool): without that mapping, LVIS category ids are the contiguous ids + 1 (as in
-            Detectron2's LVISEvaluator); COCO ones are kept.
-
-    Returns:
-        list[dict]: new dicts (the inputs are not modified).
-    """
-    results = [dict(r) for r in itertools.chain(*[p["instances"] for p in predictions])]
-    mapping = getattr(metadata, "thing_dataset_id_to_contiguous_id", None)
-    if mapping is not None:
-        reverse = {v: k for k, v in mapping.items()}
-        for r in results:
-            if r["category_id"] not in reverse:
-                raise ValueError(
-                    f"A prediction has class={r['category_id']}, but the dataset only has "
-                    f"{len(reverse)} classes (contiguous ids {sorted(reverse)})."
-                )
-            r["category_id"] = reverse[r["category_id"]]
-    elif lvis:
-        for r in results:
-            r["category_id"] += 1
-    return results
-
-
-def results_to_evaluate(evaluator, predictions, results_file=None, *, lvis=False):
-    """
-    The common start of an evaluator's ``_eval_predictions`` (Detectron2's COCO and LVIS
-    evaluators begin the same way): flatten ``predictions`` into COCO result dicts with the
-    dataset's category ids, save them as ``<output_dir>/<results_file>`` when both are set, and
-    check that the dataset has annotations.
-
-    Args:
-        evaluator (COCOEvaluator or LVISEvaluator): reads its ``_metadata``, ``_output_dir``,
-            ``_logger`` and ``_do_evaluation``.
-        predictions (list[dict]): as gathered by the evaluator's ``process``.
-        results_file (str or None): file name of the saved results; None saves nothing.
-        lvis (bool): see :func:`coco_results_from_predictions`.
-
-    Returns:
-        list[dict] or None: the results, or None (after logging why) when there is no ground truth
-        to evaluate them against.
-    """
-    results = coco_results_from_predictions(predictions, evaluator._metadata, lvis=lvis)
-    if evaluator._output_dir and results_file:
-        path = os.path.join(evaluator._output_dir, results_file)
-        evaluator._logger.info(f"Saving results to {path}")
-        with PathManager.open(path, "w") as f:
-            f.write(json.dumps(results))
-    if not evaluator._do_evaluation:
-        evaluator._logger.info("Annotations are not available for evaluation.")
-        return None
-    return results
 
 
 def _for_iou_type(results, iou_type):
@@ -229,18 +163,11 @@ def evaluate_predictions_on_lvis_fast(lvis_gt, lvis_results, iou_type, max_dets_
     return {m: float(stats[_LVIS_LABELS[m]] * 100) for m in LVIS_METRICS}
 
 
-def _check_backend(backend, allowed):
-    if backend not in allowed:
-        raise ValueError(f"backend must be one of {allowed}, got {backend!r}")
-    if backend == "faster_coco_eval":
-        _faster_coco_eval()  # fail at construction, not after a whole inference pass
-
-
-class FastCOCOEvaluator(COCOEvaluator):
+class FastCOCOEvaluator(COCOResultsMixin, COCOEvaluator):
     """
     :class:`COCOEvaluator` whose AP comes from faster-coco-eval (identical numbers, several times
-    faster on large datasets). Same arguments as COCOEvaluator plus ``backend``; with
-    ``backend="pycocotools"`` it is exactly ``COCOEvaluator(..., use_fast_impl=use_fast_impl)``.
+    faster on large datasets). Gathering, saved files and the returned metrics are
+    COCOEvaluator's.
     """
 
     def __init__(
@@ -251,37 +178,29 @@ class FastCOCOEvaluator(COCOEvaluator):
         output_dir=None,
         *,
         max_dets_per_image=None,
-        use_fast_impl=False,
         kpt_oks_sigmas=(),
         allow_cached_coco=True,
-        backend="faster_coco_eval",
     ):
         """
         Args:
             dataset_name, tasks, distributed, output_dir, max_dets_per_image, kpt_oks_sigmas,
-                allow_cached_coco: as in :class:`COCOEvaluator`.
-            use_fast_impl (bool): only for ``backend="pycocotools"``: Detectron2's compiled
-                COCOeval_opt when it is built (as in COCOEvaluator); the default False keeps the
-                official pycocotools.
-            backend (str): "faster_coco_eval" or "pycocotools".
+                allow_cached_coco: as in :class:`COCOEvaluator`. Its ``use_fast_impl`` (Detectron2's
+                own compiled COCOeval) is not an argument: faster-coco-eval replaces it.
         """
-        _check_backend(backend, COCO_BACKENDS)
-        self._backend = backend
+        _faster_coco_eval()  # fail at construction, not after a whole inference pass
         super().__init__(
             dataset_name,
-            tasks=tasks,
-            distributed=distributed,
-            output_dir=output_dir,
+            tasks,
+            distributed,
+            output_dir,
             max_dets_per_image=max_dets_per_image,
-            use_fast_impl=use_fast_impl and backend == "pycocotools",
+            use_fast_impl=False,
             kpt_oks_sigmas=kpt_oks_sigmas,
             allow_cached_coco=allow_cached_coco,
         )
 
     def _eval_predictions(self, predictions, img_ids=None):
-        if self._backend == "pycocotools":
-            return super()._eval_predictions(predictions, img_ids=img_ids)
-        coco_results = results_to_evaluate(self, predictions, "coco_instances_results.json")
+        coco_results = self._coco_results(predictions, "coco_instances_results.json")
         if coco_results is None:
             return
         tasks = self._tasks or self._tasks_from_predictions(coco_results)
@@ -305,60 +224,37 @@ class FastCOCOEvaluator(COCOEvaluator):
             )
 
 
-class FastLVISEvaluator(LVISEvaluator):
+class FastLVISEvaluator(COCOResultsMixin, LVISEvaluator):
     """
     :class:`LVISEvaluator` whose AP comes from faster-coco-eval's LVIS mode (identical numbers to
-    lvis-api, faster, and no ``np.float`` issue). Same arguments as LVISEvaluator plus
-    ``backend``; with ``backend="lvis"`` it is exactly LVISEvaluator.
+    lvis-api, faster, and without lvis-api's ``np.float``). Gathering, saved files and the
+    returned metrics are LVISEvaluator's.
     """
 
-    def __init__(
-        self,
-        dataset_name,
-        tasks=None,
-        distributed=True,
-        output_dir=None,
-        *,
-        max_dets_per_image=None,
-        backend="faster_coco_eval",
-    ):
+    def __init__(self, *args, **kwargs):
         """
         Args:
-            dataset_name, tasks, distributed, output_dir, max_dets_per_image: as in
-                :class:`LVISEvaluator` (max_dets_per_image: per image over all classes, 300).
-            backend (str): "faster_coco_eval" or "lvis".
+            as :class:`LVISEvaluator`: dataset_name, tasks, distributed, output_dir and
+            max_dets_per_image (per image over all classes, 300 by default).
         """
-        _check_backend(backend, LVIS_BACKENDS)
-        self._backend = backend
-        super().__init__(
-            dataset_name,
-            tasks=tasks,
-            distributed=distributed,
-            output_dir=output_dir,
-            max_dets_per_image=max_dets_per_image,
-        )
-        self._fast_gt = None
+        _faster_coco_eval()  # fail at construction, not after a whole inference pass
+        super().__init__(*args, **kwargs)
 
+    @functools.cached_property
     def _faster_gt(self):
-        """faster-coco-eval COCO view of the already loaded LVIS ground truth (built once)."""
-        if self._fast_gt is None:
-            COCO, _ = _faster_coco_eval()
-            self._fast_gt = COCO(self._lvis_api.dataset)
-        return self._fast_gt
+        """faster-coco-eval COCO view of the already loaded LVIS ground truth."""
+        COCO, _ = _faster_coco_eval()
+        return COCO(self._lvis_api.dataset)
 
     def _eval_predictions(self, predictions):
-        if self._backend == "lvis":
-            return super()._eval_predictions(predictions)
-        lvis_results = results_to_evaluate(
-            self, predictions, "lvis_instances_results.json", lvis=True
-        )
+        lvis_results = self._coco_results(predictions, "lvis_instances_results.json", lvis=True)
         if lvis_results is None:
             return
         tasks = self._tasks or self._tasks_from_predictions(lvis_results)
         self._logger.info("Evaluating predictions with faster-coco-eval (LVIS) ...")
         for task in sorted(tasks):
             res = evaluate_predictions_on_lvis_fast(
-                self._faster_gt(), lvis_results, task, max_dets_per_image=self._max_dets_per_image
+                self._faster_gt, lvis_results, task, max_dets_per_image=self._max_dets_per_image
             )
             self._logger.info(f"Evaluation results for {task}: \n" + create_small_table(res))
             self._results[task] = res

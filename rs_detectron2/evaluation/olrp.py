@@ -29,7 +29,6 @@ grid. Ties are broken towards the lowest threshold, as ``argmin`` over an ascend
 import contextlib
 import copy
 import io
-import itertools
 import json
 import logging
 import os
@@ -43,7 +42,7 @@ from detectron2.evaluation import COCOEvaluator
 from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import create_small_table
 
-from .fast_coco import results_to_evaluate
+from .coco_results import COCOResultsMixin
 
 __all__ = ["OLRPEvaluator", "optimal_lrp", "olrp_from_coco"]
 
@@ -191,9 +190,11 @@ def _matched_detections(coco_gt, coco_dt, iou_type, tau, max_dets, img_ids):
             iou = np.zeros(len(match))
             if tp.any():
                 # ev.ious[img, cat]: rows = detections in the order of e["dtIds"] (score-sorted,
-                # truncated to maxDets), columns = ground truths in the order of ev._gts.
+                # truncated to maxDets), columns = the image's ground truths of the class in
+                # coco_gt's order, which getAnnIds returns (e["gtIds"] is re-sorted by ignore).
                 mat = np.asarray(ev.ious[e["image_id"], cat_id])
-                col = {g["id"]: j for j, g in enumerate(ev._gts[e["image_id"], cat_id])}
+                gt_ids = coco_gt.getAnnIds(imgIds=[e["image_id"]], catIds=[cat_id])
+                col = {g: j for j, g in enumerate(gt_ids)}
                 rows = np.flatnonzero(tp)
                 iou[rows] = mat[rows, [col[int(m)] for m in match[rows]]]
             scores.append(np.asarray(e["dtScores"], dtype=np.float64)[keep])
@@ -250,7 +251,7 @@ def olrp_from_coco(
     return out
 
 
-class OLRPEvaluator(COCOEvaluator):
+class OLRPEvaluator(COCOResultsMixin, COCOEvaluator):
     """
     oLRP (and its components) of instance detection / segmentation outputs, in percent like AP
     (lower is better). Predictions are gathered and converted exactly as :class:`COCOEvaluator`
@@ -311,7 +312,7 @@ class OLRPEvaluator(COCOEvaluator):
         return fallback
 
     def _eval_predictions(self, predictions, img_ids=None):
-        coco_results = results_to_evaluate(self, predictions)
+        coco_results = self._coco_results(predictions)
         if coco_results is None:
             return
         details = {}
@@ -341,14 +342,8 @@ class OLRPEvaluator(COCOEvaluator):
             results[f"oLRP-{name}"] = 100.0 * rec["oLRP"]
             rows.append((name, 100.0 * rec["oLRP"], rec["threshold"]))
         if rows:
-            n = min(3, len(rows))
-            flat = list(itertools.chain(*rows))
             table = tabulate(
-                itertools.zip_longest(*[flat[i :: 3 * n] for i in range(3 * n)]),
-                tablefmt="pipe",
-                floatfmt=".3f",
-                headers=["category", "oLRP", "thr"] * n,
-                numalign="left",
+                rows, headers=["category", "oLRP", "thr"], tablefmt="pipe", floatfmt=".3f"
             )
             self._logger.info(f"Per-category {task} oLRP and LRP-optimal thresholds: \n" + table)
         return results
