@@ -1,5 +1,6 @@
-"""Tests of the synthetic shapes dataset (rs_detectron2/data/shapes.py)."""
+"""Tests of the synthetic shapes dataset (rs_detectron2/data/shapes/)."""
 
+import dataclasses
 import json
 import os
 
@@ -68,7 +69,10 @@ def test_idempotent_and_regenerates(tmp_path):
     params = dict(SMALL, num_train=6, num_val=3)
     first = data.generate_shapes(root, **params)
     assert first["status"] == "generated"
-    stamp = {p: os.stat(p).st_mtime_ns for p in (first["coco_train"], first["lvis_val"], first["manifest"])}
+    stamp = {
+        p: os.stat(p).st_mtime_ns
+        for p in (first["coco_train"], first["lvis_val"], first["manifest"])
+    }
     second = data.generate_shapes(root, **params)
     assert second["status"] == "up-to-date"
     assert stamp == {p: os.stat(p).st_mtime_ns for p in stamp}
@@ -82,7 +86,10 @@ def test_idempotent_and_regenerates(tmp_path):
     assert data.generate_shapes(root, **dict(params, num_train=4))["status"] == "generated"
     os.remove(os.path.join(third["val_images"], "000002.png"))
     assert data.generate_shapes(root, **dict(params, num_train=4))["status"] == "generated"
-    assert data.generate_shapes(root, **dict(params, num_train=4), overwrite=True)["status"] == "generated"
+    assert (
+        data.generate_shapes(root, **dict(params, num_train=4), overwrite=True)["status"]
+        == "generated"
+    )
     assert not [f for f in os.listdir(os.path.join(root, "annotations")) if ".tmp" in f]
 
 
@@ -95,7 +102,9 @@ def test_coco_and_lvis_apis_load(small):
         coco = COCO(small["coco_" + split])
         lvis = LVIS(small["lvis_" + split])
         assert sorted(coco.getCatIds()) == list(range(1, len(data.SHAPES_CLASSES) + 1))
-        assert [coco.cats[i + 1]["name"] for i in range(len(data.SHAPES_CLASSES))] == list(data.SHAPES_CLASSES)
+        assert [coco.cats[i + 1]["name"] for i in range(len(data.SHAPES_CLASSES))] == list(
+            data.SHAPES_CLASSES
+        )
         assert len(coco.imgs) == SMALL["num_" + split] == len(lvis.imgs)
         assert coco.anns.keys() == lvis.anns.keys()
         per_image = {}
@@ -120,7 +129,11 @@ def test_coco_and_lvis_apis_load(small):
             assert set(img["neg_category_ids"]) == all_ids - present
             assert (img["height"], img["width"]) == (h, w)
         for cat in lvis.cats.values():
-            assert cat["frequency"] in ("f", "c", "r") and cat["synonyms"] == [cat["name"]] and cat["def"]
+            assert (
+                cat["frequency"] in ("f", "c", "r")
+                and cat["synonyms"] == [cat["name"]]
+                and cat["def"]
+            )
 
 
 def test_non_square_images(tmp_path):
@@ -140,8 +153,9 @@ def test_non_square_images(tmp_path):
 
 
 def test_polygons_match_rendered_pixels(small):
-    """Unoccluded objects (no later-drawn object overlaps them): the pixels painted in the object's flat
-    colour are exactly the pycocotools rasterisation of its polygon; polygon area ~ pixel count."""
+    """Unoccluded objects (no later-drawn object overlaps them): the pixels painted in the object's
+    flat colour are exactly the pycocotools rasterisation of its polygon; polygon area ~ pixel
+    count."""
     from PIL import Image
 
     coco = _load(small["coco_train"])
@@ -151,13 +165,17 @@ def test_polygons_match_rendered_pixels(small):
         by_image.setdefault(ann["image_id"], []).append(ann)
     checked = 0
     for img in coco["images"]:
-        pixels = np.asarray(Image.open(os.path.join(small["train_images"], img["file_name"])).convert("RGB"))
+        pixels = np.asarray(
+            Image.open(os.path.join(small["train_images"], img["file_name"])).convert("RGB")
+        )
         assert pixels.shape == (h, w, 3)
-        anns = sorted(by_image[img["id"]], key=lambda a: a["id"])  # annotation order = drawing order
+        anns = sorted(
+            by_image[img["id"]], key=lambda a: a["id"]
+        )  # annotation order = drawing order
         masks = [_mask(a["segmentation"], h, w) for a in anns]
-        for j, (ann, m) in enumerate(zip(anns, masks)):
+        for j, (ann, m) in enumerate(zip(anns, masks, strict=True)):
             later = np.zeros((h, w), bool)
-            for m2 in masks[j + 1:]:
+            for m2 in masks[j + 1 :]:
                 later |= m2
             if (m & later).any():
                 continue  # partly hidden by a later object: amodal polygon, not comparable
@@ -168,7 +186,9 @@ def test_polygons_match_rendered_pixels(small):
             same = np.abs(pixels.astype(int) - colour).max(axis=2) <= 2
             x, y, bw, bh = ann["bbox"]
             window = np.zeros((h, w), bool)
-            window[max(0, int(y) - 2): int(y + bh) + 3, max(0, int(x) - 2): int(x + bw) + 3] = True
+            window[max(0, int(y) - 2) : int(y + bh) + 3, max(0, int(x) - 2) : int(x + bw) + 3] = (
+                True
+            )
             drawn = same & window & ~(others & ~m)
             iou = (drawn & m).sum() / (drawn | m).sum()
             assert iou > 0.95, (img["id"], ann["id"], iou)
@@ -196,7 +216,14 @@ def test_frequency_rule():
     assert data.frequency_thresholds(240) == (10, 100)  # LVIS's own thresholds at the default size
     assert data.frequency_thresholds(24) == (1, 10) and data.frequency_thresholds(1) == (1, 10)
     assert data.frequency_thresholds(480) == (20, 200)
-    assert [data.frequency_group(n, 240) for n in (0, 1, 10, 11, 100, 101)] == ["r", "r", "r", "c", "c", "f"]
+    assert [data.frequency_group(n, 240) for n in (0, 1, 10, 11, 100, 101)] == [
+        "r",
+        "r",
+        "r",
+        "c",
+        "c",
+        "f",
+    ]
 
 
 def test_frequency_groups_small(small):
@@ -217,6 +244,68 @@ def test_long_tail_at_default_size(default):
     for ann in val["annotations"]:
         val_counts[ann["category_id"]].add(ann["image_id"])
     assert min(len(v) for v in val_counts.values()) >= 2  # every class can be evaluated
+
+
+def test_defaults_object():
+    d = data.SHAPES_DEFAULTS
+    assert (d.num_train, d.num_val, tuple(d.image_size), d.seed) == (240, 40, (160, 160), 0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        d.num_train = 1  # frozen: the default sizes are not changed by accident
+
+
+def _unregister_shapes():
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    for name in data.SHAPES_DATASET_NAMES:
+        if name in DatasetCatalog.list():
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+
+
+def test_registration_writes_nothing_loading_generates(tmp_path, monkeypatch):
+    """register_shapes() only records names; the data appears when a shapes dataset is loaded or
+    when metadata read from the files is asked for, and only then."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "d2"))
+    root = tmp_path / "d2" / "rs_shapes"
+    _unregister_shapes()
+    try:
+        small = dict(SMALL, num_train=6, num_val=3)
+        assert data.register_shapes(**small) == list(data.SHAPES_DATASET_NAMES)
+        assert data.register_shapes(**small) == list(data.SHAPES_DATASET_NAMES)  # harmless
+        meta = MetadataCatalog.get("rs_shapes_lvis_val")
+        assert meta.thing_classes == list(data.SHAPES_CLASSES) and meta.evaluator_type == "lvis"
+        assert meta.image_root == os.path.join(str(root), "")
+        assert not (tmp_path / "d2").exists()  # names, classes and folders need no file
+        assert len(DatasetCatalog.get("rs_shapes_train")) == 6
+        assert (root / "manifest.json").is_file() and len(os.listdir(root / "train")) == 6
+        # the LVIS statistics come from the generated training split
+        counts = {c["id"]: c["image_count"] for c in _load(meta.json_file)["categories"]}
+        assert {c["id"]: c["image_count"] for c in meta.class_image_count} == counts
+        assert len(meta.class_frequency) == len(data.SHAPES_CLASSES)
+    finally:
+        _unregister_shapes()
+
+
+def test_metadata_generates_on_demand(tmp_path):
+    """An evaluator opens metadata.json_file without loading the dataset first."""
+    from detectron2.data import MetadataCatalog
+
+    root = tmp_path / "lazy"
+    _unregister_shapes()
+    try:
+        data.register_shapes(str(root), **dict(SMALL, num_train=5, num_val=2))
+        assert not root.exists()
+        json_file = MetadataCatalog.get("rs_shapes_val").json_file
+        assert json_file == str(root / "annotations" / "instances_val.json")
+        assert len(_load(json_file)["images"]) == 2
+        with pytest.raises(TypeError, match="unexpected generate_shapes arguments"):
+            data.register_shapes(str(root), num_trian=3)
+        with pytest.raises(ValueError, match="at least 64 x 64"):
+            data.register_shapes(str(root), image_size=(32, 32))
+    finally:
+        _unregister_shapes()
 
 
 @pytest.fixture(scope="module")
@@ -246,28 +335,34 @@ def test_register_and_load(registered):
         coco_dicts = DatasetCatalog.get("rs_shapes_" + split)
         lvis_dicts = DatasetCatalog.get("rs_shapes_lvis_" + split)
         assert len(coco_dicts) == len(lvis_dicts) == n
-        for dc, dl in zip(coco_dicts, lvis_dicts):
+        for dc, dl in zip(coco_dicts, lvis_dicts, strict=True):
             assert os.path.isfile(dc["file_name"]) and dc["file_name"] == dl["file_name"]
             assert dc["image_id"] == dl["image_id"] and (dc["height"], dc["width"]) == (160, 160)
             assert 1 <= len(dc["annotations"]) == len(dl["annotations"]) <= 4
-            for ac, al in zip(dc["annotations"], dl["annotations"]):
+            for ac, al in zip(dc["annotations"], dl["annotations"], strict=True):
                 assert ac["bbox_mode"] == al["bbox_mode"] == BoxMode.XYWH_ABS
                 assert ac["category_id"] == al["category_id"] and 0 <= ac["category_id"] < 8
                 assert ac["segmentation"] == al["segmentation"] and len(ac["segmentation"][0]) >= 6
                 assert ac["bbox"] == al["bbox"]
-            assert set(dl["neg_category_ids"]).isdisjoint(a["category_id"] + 1 for a in dl["annotations"])
+            assert set(dl["neg_category_ids"]).isdisjoint(
+                a["category_id"] + 1 for a in dl["annotations"]
+            )
     direct = load_lvis_json(paths["lvis_val"], os.path.join(paths["root"], ""))
-    assert [d["file_name"] for d in direct] == [d["file_name"] for d in DatasetCatalog.get("rs_shapes_val")]
+    assert [d["file_name"] for d in direct] == [
+        d["file_name"] for d in DatasetCatalog.get("rs_shapes_val")
+    ]
 
 
 def test_evaluators_score_ground_truth_perfectly(registered, monkeypatch):
     """The registered metadata is enough for Detectron2's COCO and LVIS evaluators."""
     import numpy as np
-    from detectron2.evaluation import COCOEvaluator, LVISEvaluator
-
     from eval_helpers import evaluate_ground_truth
 
-    monkeypatch.setattr(np, "float", float, raising=False)  # lvis 0.5.3 uses np.float (numpy >= 1.24)
+    from detectron2.evaluation import COCOEvaluator, LVISEvaluator
+
+    monkeypatch.setattr(
+        np, "float", float, raising=False
+    )  # lvis 0.5.3 uses np.float (numpy >= 1.24)
     for name, cls in (("rs_shapes_val", COCOEvaluator), ("rs_shapes_lvis_val", LVISEvaluator)):
         results = evaluate_ground_truth(cls(name, tasks=("bbox", "segm"), distributed=False), name)
         for task in ("bbox", "segm"):

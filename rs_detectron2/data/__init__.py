@@ -11,6 +11,7 @@ from .sanitize import SANITIZE_REASONS, annotation_problem, sanitize_dataset_dic
 from .shapes import (
     SHAPES_CLASSES,
     SHAPES_DATASET_NAMES,
+    SHAPES_DEFAULTS,
     frequency_group,
     frequency_thresholds,
     generate_shapes,
@@ -29,6 +30,7 @@ __all__ = [
     "SANITIZE_REASONS",
     "SHAPES_CLASSES",
     "SHAPES_DATASET_NAMES",
+    "SHAPES_DEFAULTS",
     "UserDatasetError",
     "annotation_problem",
     "build_repeat_factor_train_loader",
