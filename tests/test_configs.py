@@ -111,3 +111,58 @@ def test_lvis_configs_follow_the_paper(name):
     # the class-specific mask predictor has one output per LVIS class
     assert heads.mask_head.predictor.out_channels == 1203
     assert type(heads.mask_head).__name__.startswith("RS") == rs
+
+
+def class_count_key(cfg):
+    """The one key that sets a config's class count (what the CLI overrides)."""
+    return "model.roi_heads.num_classes" if "roi_heads" in cfg.model else "model.num_classes"
+
+
+def output_class_counts(model):
+    """Class counts read off the instantiated layers (not the config): every classifier, box
+    regressor and mask predictor of the model."""
+    counts = {}
+    if hasattr(model, "roi_heads"):
+        heads = model.roi_heads
+        predictors = heads.box_predictor
+        predictors = predictors if isinstance(predictors, torch.nn.ModuleList) else [predictors]
+        for i, p in enumerate(predictors):
+            rs = type(p).__name__.startswith("RS")
+            counts[f"cls_score{i}"] = p.cls_score.out_features - (0 if rs else 1)  # background
+            reg = p.bbox_pred.out_features // 4
+            if reg != 1:  # class-agnostic regression has one box
+                counts[f"bbox_pred{i}"] = reg
+        if getattr(heads, "mask_on", False):
+            counts["mask"] = heads.mask_head.predictor.out_channels
+    else:
+        anchors = model.head.bbox_pred.out_channels // 4  # class-agnostic boxes per location
+        counts["cls_score"] = model.head.cls_score.out_channels // anchors
+        counts["model"] = model.num_classes
+    return counts
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_one_override_sets_the_class_count_of_the_whole_model(name):
+    """The CLI's `KEY=VALUE` override of the top-level class count reaches every head (the configs
+    keep Detectron2's links between related keys)."""
+    cfg = load(name)
+    cfg = LazyConfig.apply_overrides(cfg, [f"{class_count_key(cfg)}=3"])
+    counts = output_class_counts(instantiate(cfg.model))
+    assert counts and set(counts.values()) == {3}, counts
+
+
+@pytest.mark.parametrize(
+    "name", ["quick_schedules/rs_mask_rcnn_tiny.py", "quick_schedules/rs_atss_tiny.py"]
+)
+def test_a_model_with_an_overridden_class_count_trains_on_that_many_classes(name):
+    from head_helpers import batch, train_step
+
+    cfg = load(name)
+    cfg = LazyConfig.apply_overrides(cfg, [f"{class_count_key(cfg)}=3"])
+    torch.manual_seed(0)
+    model = instantiate(cfg.model).train()
+    inputs = batch(masks=True)
+    for image in inputs:  # classes 0..7 of the helper batch folded into 0..2
+        image["instances"].gt_classes = image["instances"].gt_classes % 3
+    losses, _ = train_step(model, inputs)
+    assert all(torch.isfinite(v) for v in losses.values())

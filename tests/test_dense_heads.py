@@ -26,7 +26,6 @@ from rs_detectron2.modeling import (
     RSRetinaNet,
     ScaledRetinaNetHead,
 )
-from rs_detectron2.modeling.meta_arch import rs_retinanet as rs_retinanet_module
 
 from head_helpers import (
     CONFIGS,
@@ -186,13 +185,13 @@ def test_targets_one_rs_call_over_the_batch(monkeypatch):
     deltas[0, 3, 3] = 5 * math.log(10 / 14)
     deltas.requires_grad_(True)
     calls = []
-    real = rs_retinanet_module.rs_detection_losses
+    real = model.ranking_loss.head_losses
 
     def spy(*args, **kwargs):
         calls.append((args, kwargs))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(rs_retinanet_module, "rs_detection_losses", spy)
+    monkeypatch.setattr(model.ranking_loss, "head_losses", spy)
     with EventStorage(0):
         losses = model.losses(anchors, [logits], labels, [deltas], matched)
     assert len(calls) == 1
@@ -316,7 +315,7 @@ def test_dense_configs_follow_the_paper(size):
             assert tuple(m.box2box_transform.weights) == (1, 1, 1, 1)
             assert c.optimizer.lr == pytest.approx(0.01 if size == "full" else 0.005)
             continue
-        assert m._target_ is RSRetinaNet and m.delta == 0.5
+        assert m._target_ is RSRetinaNet and m.ranking_loss.delta == 0.5
         assert tuple(m.box2box_transform.weights) == (10, 10, 5, 5)
         assert m.test_topk_candidates == 1000
         if size == "full":

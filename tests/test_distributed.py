@@ -8,7 +8,7 @@ import torch.multiprocessing as mp
 
 import dist_workers
 from rs_detectron2.losses import rank_sort_loss
-from rs_detectron2.losses.global_pool import gather_flat, global_rank_sort_loss
+from rs_detectron2.losses.pool import gather_flat
 
 
 def _spawn(fn, world, tmp_path, *args):
@@ -98,7 +98,7 @@ def test_without_distributed_the_global_pool_is_the_local_loss():
     logits, targets = _pool(25, 3, num_pos=10, seed=6)
     a = logits.clone().requires_grad_(True)
     b = logits.clone().requires_grad_(True)
-    la, sa = global_rank_sort_loss(a, targets)
+    la, sa = rank_sort_loss(a, targets, pool="global")
     lb, sb = rank_sort_loss(b, targets)
     la.backward()
     lb.backward()

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from rs_detectron2.losses import RankSortLoss, rank_sort_loss
+from rs_detectron2.losses import RankSortLoss, giou_loss, rank_sort_loss, weighted_mean
 from rs_reference import reference_primary_terms, reference_rank_sort, step
 
 F64 = torch.float64
@@ -648,6 +648,48 @@ def test_module_matches_function(delta):
 def test_module_default_delta():
     assert RankSortLoss().delta == 0.5
     assert "delta=0.5" in repr(RankSortLoss())
+
+
+@pytest.mark.parametrize("pool", ["world", "Global", ""])
+def test_unknown_pool_is_rejected_by_function_and_module(pool):
+    with pytest.raises(ValueError, match="pool"):
+        rank_sort_loss(torch.zeros(3), torch.zeros(3), pool=pool)
+    with pytest.raises(ValueError, match="pool"):
+        RankSortLoss(pool=pool)
+
+
+def test_head_losses_balance_the_box_loss_to_rank_plus_sort():
+    """RankSortLoss.head_losses: rank and sort as the function gives them, and the score-weighted
+    GIoU loss rescaled (without gradient through the scale) so its value equals rank + sort."""
+    logits, targets = make_case(7, 60, 6, targets="quant")
+    targets = targets.float()
+    x = logits.float().clone().requires_grad_(True)
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0]] * 6)
+    pred = (boxes + torch.arange(6.0)[:, None]).requires_grad_(True)
+    weights = torch.linspace(0.2, 0.9, 6)
+    losses = RankSortLoss().head_losses(x, targets, pred, boxes, weights, prefix="loss_x")
+    assert set(losses) == {"loss_x_rank", "loss_x_sort", "loss_x_box"}
+    rank, sort = rank_sort_loss(logits.float(), targets)
+    torch.testing.assert_close(losses["loss_x_rank"].detach(), rank)
+    torch.testing.assert_close(losses["loss_x_sort"], sort)
+    torch.testing.assert_close(losses["loss_x_box"].detach(), rank + sort)
+    losses["loss_x_box"].backward()
+    giou = giou_loss(pred.detach().requires_grad_(True), boxes)
+    ratio = float((rank + sort) / weighted_mean(giou, weights))
+    reference = pred.detach().requires_grad_(True)
+    (weighted_mean(giou_loss(reference, boxes), weights) * ratio).backward()
+    torch.testing.assert_close(pred.grad, reference.grad)
+    mask = torch.tensor(2.0, requires_grad=True)
+    balanced = RankSortLoss().balance_auxiliary(mask, losses)
+    torch.testing.assert_close(balanced.detach(), rank + sort)
+
+
+def test_head_losses_name_the_head_on_non_finite_logits():
+    logits = torch.tensor([0.0, float("nan"), 1.0])
+    targets = torch.tensor([1.0, 0.0, 0.0])
+    boxes = torch.zeros(1, 4)
+    with pytest.raises(FloatingPointError, match="loss_head_rank"):
+        RankSortLoss().head_losses(logits, targets, boxes, boxes, torch.ones(1), prefix="loss_head")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from rs_detectron2.engine.resume import (
     give_loader_own_generator,
     skip_consumed_samples,
 )
-from rs_detectron2.modeling import rs_detection_losses
+from rs_detectron2.losses import RankSortLoss
 
 from test_train_e2e import REPO, read_metrics, run_train_net, train_net_cmd
 
@@ -53,7 +53,7 @@ class _ScriptedLossModel(torch.nn.Module):
         logits = self.w.view(2, 2) * torch.tensor([[1.0, float("inf")], [1.0, 1.0]])
         targets = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
         boxes = torch.tensor([[0.0, 0.0, 2.0, 2.0]])
-        return rs_detection_losses(
+        return RankSortLoss().head_losses(
             logits, targets, boxes, boxes, torch.ones(1), prefix="loss_cls_head"
         )
 
@@ -231,18 +231,21 @@ def test_diverging_run_names_iteration_and_term_and_keeps_a_good_checkpoint(tmp_
     [
         (
             TINY_FASTER,
-            ["model.proposal_generator.ranking_pool", "model.roi_heads.box_predictor.ranking_pool"],
+            [
+                "model.proposal_generator.ranking_loss.pool",
+                "model.roi_heads.box_predictor.ranking_loss.pool",
+            ],
             ["loss_rpn_rank", "loss_rpn_sort", "loss_rcnn_rank", "loss_rcnn_box"],
         ),
         ("configs/quick_schedules/rs_mask_rcnn_tiny.py", [], ["loss_rcnn_rank", "loss_rcnn_mask"]),
         (
             "configs/quick_schedules/rs_cascade_rcnn_tiny.py",
-            ["model.proposal_generator.ranking_pool"],
+            ["model.proposal_generator.ranking_loss.pool"],
             ["loss_rpn_rank", "loss_rcnn_rank_stage2", "loss_rcnn_box_stage2"],
         ),
-        ("configs/quick_schedules/rs_retinanet_tiny.py", ["model.ranking_pool"], ["loss_dense_rank"]),
+        ("configs/quick_schedules/rs_retinanet_tiny.py", ["model.ranking_loss.pool"], ["loss_dense_rank"]),
         ("configs/quick_schedules/rs_atss_tiny.py", [], ["loss_dense_rank", "loss_dense_box"]),
-        ("configs/quick_schedules/rs_paa_tiny.py", ["model.ranking_pool"], ["loss_dense_rank"]),
+        ("configs/quick_schedules/rs_paa_tiny.py", ["model.ranking_loss.pool"], ["loss_dense_rank"]),
     ],
 )
 def test_two_processes_train_every_rs_model(tmp_path, config, pool_keys, loss_keys):

@@ -1,16 +1,27 @@
 """RS heads inside tiny two-stage models: loss keys, finiteness, gradient flow, empty GT, IoU-0."""
 
+import os
+
 import pytest
 import torch
 
+from detectron2.config import LazyCall as L
+from detectron2.config import LazyConfig, instantiate
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from rs_detectron2.losses import rank_sort_loss
-from rs_detectron2.modeling import RSFastRCNNOutputLayers, RSRPN
-from rs_detectron2.modeling.roi_heads import BOX_SCORE_FIELD
+from rs_detectron2.losses import RankingLoss, RankSortLoss, giou_loss, rank_sort_loss
+from rs_detectron2.modeling import RSRPN, RSFastRCNNOutputLayers
+from rs_detectron2.modeling.roi_heads import BOX_SCORE_FIELD, rs_mask_loss
 
-from head_helpers import assert_zero_losses_still_in_graph, batch, build_tiny, grad_sum, train_step
+from head_helpers import (
+    CONFIGS,
+    assert_zero_losses_still_in_graph,
+    batch,
+    build_tiny,
+    grad_sum,
+    train_step,
+)
 
 RS_MODELS = {
     "rs_faster_rcnn_tiny.py": ["loss_rpn", "loss_rcnn"],
@@ -127,9 +138,8 @@ def test_iou_zero_positive_stays_positive():
     losses["loss_rcnn_rank"].backward()
     assert float(scores.grad[0, 1]) < 0  # pulled up, as a positive
     assert float(scores.grad[1, 1]) > 0  # the negatives scored above it are pushed down
-    # the mask head's weights are recorded on the proposals
-    assert proposals[0].has(BOX_SCORE_FIELD)
-    torch.testing.assert_close(proposals[0].get(BOX_SCORE_FIELD), scores.detach().sigmoid().amax(1))
+    # losses() leaves its inputs as they were: the mask weights are attached by the ROI heads
+    assert not proposals[0].has(BOX_SCORE_FIELD)
 
 
 def test_rcnn_targets_follow_regressed_iou():
@@ -202,3 +212,85 @@ def test_cascade_inference_averages_logits():
         assert torch.isclose(expected, s, atol=1e-6).any()
     mean_of_probs = sum(c.sigmoid() for c in captured) / 3
     assert not torch.allclose(expected, mean_of_probs)
+
+
+def test_roi_heads_give_the_mask_head_each_rois_box_score():
+    """RSStandardROIHeads attaches each training RoI's detached max-class box score before the
+    mask head runs (the weights of the score-weighted mask loss)."""
+    model = build_tiny("rs_mask_rcnn_tiny.py")
+    roi = model.roi_heads
+    seen = {}
+    real_forward = roi.mask_head.forward
+
+    def recording_forward(x, instances):
+        seen["instances"] = instances
+        return real_forward(x, instances)
+
+    roi.mask_head.forward = recording_forward
+    losses, _ = train_step(model, batch(masks=True))
+    instances = seen["instances"]
+    assert sum(len(i) for i in instances) > 0
+    scores = torch.cat([i.get(BOX_SCORE_FIELD) for i in instances])
+    assert not scores.requires_grad and bool(((scores > 0) & (scores < 1)).all())
+    assert "loss_rcnn_mask" in losses
+
+
+def test_mask_loss_without_box_scores_is_an_error():
+    inst = Instances((16, 16))
+    inst.proposal_boxes = Boxes(torch.tensor([[0.0, 0.0, 8.0, 8.0]]))
+    inst.gt_classes = torch.tensor([0])
+    with pytest.raises(ValueError, match="RSStandardROIHeads"):
+        rs_mask_loss(torch.zeros(1, 1, 4, 4), [inst])
+
+
+class ConstantWeightLoss(RankingLoss):
+    """A stand-in for another ranking loss: plain BCE on binary labels and a box loss with a fixed
+    weight, so a test can see that heads use whatever loss the config gives them."""
+
+    def __init__(self, box_weight=2.0):
+        super().__init__()
+        self.box_weight = box_weight
+
+    def head_losses(self, logits, targets, pos_pred_boxes, pos_gt_boxes, pos_box_weights, *, prefix):
+        keep = targets >= 0
+        cls = torch.nn.functional.binary_cross_entropy_with_logits(
+            logits[keep], (targets[keep] > 0).float()
+        )
+        box = giou_loss(pos_pred_boxes, pos_gt_boxes).sum() / max(len(pos_gt_boxes), 1)
+        return {f"{prefix}_bce": cls, f"{prefix}_box": self.box_weight * box}
+
+    def balance_auxiliary(self, loss, head_losses):
+        return 3.0 * loss
+
+
+def test_another_ranking_loss_is_swapped_in_by_config_alone():
+    cfg = LazyConfig.load(os.path.join(CONFIGS, "quick_schedules", "rs_mask_rcnn_tiny.py"))
+    cfg.model.proposal_generator.ranking_loss = L(ConstantWeightLoss)(box_weight=1.0)
+    cfg.model.roi_heads.box_predictor.ranking_loss = L(ConstantWeightLoss)()
+    torch.manual_seed(0)
+    model = instantiate(cfg.model).train()
+    assert model.roi_heads.box_predictor.ranking_loss.box_weight == 2.0
+    losses, _ = train_step(model, batch(masks=True))
+    assert set(losses) == {
+        "loss_rpn_bce",
+        "loss_rpn_box",
+        "loss_rcnn_bce",
+        "loss_rcnn_box",
+        "loss_rcnn_mask",
+    }
+    assert all(torch.isfinite(v) for v in losses.values())
+    # the mask loss is weighted by the box predictor's loss object (3 x the unweighted Dice loss)
+    assert float(losses["loss_rcnn_mask"]) > 0
+
+
+@pytest.mark.parametrize("config_name", sorted(RS_MODELS))
+def test_rs_loss_options_reach_every_head(config_name):
+    cfg = LazyConfig.load(os.path.join(CONFIGS, "quick_schedules", config_name))
+    cfg = LazyConfig.apply_overrides(cfg, ["model.proposal_generator.ranking_loss.delta=0.25"])
+    model = instantiate(cfg.model)
+    assert model.proposal_generator.ranking_loss.delta == 0.25
+    predictors = model.roi_heads.box_predictor
+    predictors = predictors if isinstance(predictors, torch.nn.ModuleList) else [predictors]
+    for predictor in predictors:
+        assert isinstance(predictor.ranking_loss, RankSortLoss)
+        assert predictor.ranking_loss.delta == 0.5 and predictor.ranking_loss.pool == "local"

@@ -1,7 +1,7 @@
 # Stock RetinaNet R-50-FPN, 1x, with the same data and schedule as the RS dense models; only the
 # model and the learning rate (0.01, Detectron2's) differ.
 from ..common.data.coco import dataloader
-from ..common.models.rs_dense import retinanet as model
+from ..common.models.retinanet_fpn import model
 from ..common.optim import SGD as optimizer
 from ..common.schedule import lr_multiplier_1x as lr_multiplier
 from ..common.train import train

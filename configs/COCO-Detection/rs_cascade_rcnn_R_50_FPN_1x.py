@@ -1,6 +1,6 @@
 # RS-Cascade R-CNN R-50-FPN, 1x (paper: 41.3 box AP on COCO val2017).
 from ..common.data.coco import dataloader
-from ..common.models.rs_rcnn import rs_cascade_rcnn as model
+from ..common.models.rs_cascade_rcnn_fpn import model
 from ..common.optim import SGD as optimizer
 from ..common.schedule import lr_multiplier_1x as lr_multiplier
 from ..common.train import train

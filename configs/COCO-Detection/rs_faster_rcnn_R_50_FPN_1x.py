@@ -1,6 +1,6 @@
 # RS-Faster R-CNN R-50-FPN, 1x (paper: 39.6 box AP on COCO val2017 with the authors' mmdet code).
 from ..common.data.coco import dataloader
-from ..common.models.rs_rcnn import rs_faster_rcnn as model
+from ..common.models.rs_faster_rcnn_fpn import model
 from ..common.optim import SGD as optimizer
 from ..common.schedule import lr_multiplier_1x as lr_multiplier
 from ..common.train import train

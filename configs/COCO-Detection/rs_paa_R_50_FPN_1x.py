@@ -1,6 +1,6 @@
 # RS-PAA R-50-FPN, 1x (paper: 41.0 box AP on COCO val2017 with the authors' mmdet code).
 from ..common.data.coco import dataloader
-from ..common.models.rs_dense import rs_paa as model
+from ..common.models.rs_paa_fpn import model
 from ..common.optim import SGD as optimizer
 from ..common.schedule import lr_multiplier_1x as lr_multiplier
 from ..common.train import train

@@ -1,7 +1,7 @@
 # RS-RetinaNet R-50-FPN, 1x: RetinaNet's head, anchors and IoU assignment trained with RS loss
 # (no official RS-RetinaNet result exists; LR as the authors' other dense RS detectors).
 from ..common.data.coco import dataloader
-from ..common.models.rs_dense import rs_retinanet as model
+from ..common.models.rs_retinanet_fpn import model
 from ..common.optim import SGD as optimizer
 from ..common.schedule import lr_multiplier_1x as lr_multiplier
 from ..common.train import train

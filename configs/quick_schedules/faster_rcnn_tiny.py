@@ -1,6 +1,10 @@
 # Stock Faster R-CNN, tiny (ResNet-18 BN, 64-channel FPN) on the generated shapes dataset, CPU.
-from ..common.models.tiny_rcnn import faster as model
-from ..common.tiny import dataloader, lr_multiplier, optimizer, train
+from rs_detectron2.model_zoo.tiny import tiny_two_stage
 
+from ..common.data.shapes import NUM_CLASSES, dataloader
+from ..common.models.faster_rcnn_fpn import model
+from ..common.tiny import lr_multiplier, optimizer, train
+
+model = tiny_two_stage(model, num_classes=NUM_CLASSES)
 dataloader.train.mapper.use_instance_mask = False
 train.output_dir = "./output/faster_rcnn_tiny"

@@ -1,7 +1,11 @@
 # Stock RetinaNet, tiny (ResNet-18 BN, 64-channel FPN P3-P7) on the generated shapes dataset, CPU.
-from ..common.models.tiny_dense import retinanet as model
-from ..common.tiny import dataloader, lr_multiplier, optimizer, train
+from rs_detectron2.model_zoo.tiny import tiny_one_stage
 
+from ..common.data.shapes import NUM_CLASSES, dataloader
+from ..common.models.retinanet_fpn import model
+from ..common.tiny import lr_multiplier, optimizer, train
+
+model = tiny_one_stage(model, num_classes=NUM_CLASSES)
 dataloader.train.mapper.use_instance_mask = False
-optimizer.lr = 0.005  # 0.01 went NaN after ~50 iterations from scratch (notes)
+optimizer.lr = 0.005  # 0.01 went NaN after ~50 iterations from scratch
 train.output_dir = "./output/retinanet_tiny"

@@ -1,5 +1,9 @@
 # RS-Mask R-CNN, tiny (ResNet-18 BN, 64-channel FPN) on the generated shapes dataset, CPU.
-from ..common.models.tiny_rcnn import rs_mask_rcnn as model
-from ..common.tiny import dataloader, lr_multiplier, optimizer, train
+from rs_detectron2.model_zoo.tiny import tiny_two_stage
 
+from ..common.data.shapes import NUM_CLASSES, dataloader
+from ..common.models.rs_mask_rcnn_fpn import model
+from ..common.tiny import lr_multiplier, optimizer, train
+
+model = tiny_two_stage(model, num_classes=NUM_CLASSES)
 train.output_dir = "./output/rs_mask_rcnn_tiny"

@@ -1,10 +1,18 @@
-"""Losses of rs_detectron2: pure torch, no detector or dataset knowledge."""
+"""Losses of rs_detectron2: pure torch, no detector or dataset knowledge.
+
+Heads take a :class:`RankingLoss` (today :class:`RankSortLoss`) as their ``ranking_loss``
+argument; the functional forms are for use outside the heads.
+"""
 
 from .balancing import balance_to
 from .box_losses import aligned_iou, dice_loss, giou_loss, weighted_mean
+from .pool import RANKING_POOLS
 from .rank_sort import RankSortLoss, rank_sort_loss
+from .ranking import RankingLoss
 
 __all__ = [
+    "RANKING_POOLS",
+    "RankingLoss",
     "RankSortLoss",
     "rank_sort_loss",
     "balance_to",

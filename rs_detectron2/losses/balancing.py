@@ -1,4 +1,4 @@
-"""Tuning-free task balancing of the RS paper ("self-balancing", spec section 2)."""
+"""Tuning-free task balancing of the RS paper ("self-balancing", Oksuz et al. 2021, Sec. 4.2)."""
 
 import torch
 
@@ -6,7 +6,7 @@ __all__ = ["balance_to"]
 
 
 def balance_to(loss: torch.Tensor, reference: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Rescale ``loss`` so that its value equals ``reference``'s, without gradient through the scale.
+    """Rescale ``loss`` so that its value equals ``reference``'s (no gradient through the scale).
 
     Returns ``loss * lambda`` with ``lambda = reference / loss`` computed on detached values, so the
     gradient of the result is ``lambda * d(loss)``. The RS heads use it every iteration with

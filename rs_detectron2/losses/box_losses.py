@@ -24,7 +24,7 @@ def _aligned_overlap(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float):
 
 
 def aligned_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """IoU of matched pairs: ``boxes1[i]`` with ``boxes2[i]``. Inputs (N, 4); output (N,) in [0, 1]."""
+    """IoU of matched pairs ``boxes1[i]``, ``boxes2[i]``. Inputs (N, 4); output (N,) in [0, 1]."""
     inter, union, _ = _aligned_overlap(boxes1, boxes2, eps)
     return inter / union
 
@@ -55,7 +55,7 @@ def weighted_mean(values: torch.Tensor, weights: torch.Tensor, eps: float = 1e-1
 
 
 def dice_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Per-instance Dice loss with squared denominators, ``1 - 2 sum(p t) / (sum(p^2) + sum(t^2) + eps)``.
+    """Per-instance Dice loss ``1 - 2 sum(p t) / (sum(p^2) + sum(t^2) + eps)``.
 
     Args:
         pred: (N, ...) probabilities in [0, 1].

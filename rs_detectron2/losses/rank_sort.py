@@ -1,9 +1,10 @@
-"""Rank & Sort (RS) loss: exact values and the identity-update gradient, without a loop over positives.
+"""Rank & Sort (RS) loss: exact values and the identity-update gradient, no loop over positives.
 
-Notation (Oksuz et al., ICCV 2021; ``rs_spec.md`` sections 1.2-1.6). ``s`` are logits, ``y`` targets;
-P = {y > 0} (positives, ``y`` is their localisation quality), N = {y == 0} (negatives), ``y < 0`` is
-ignored. ``H`` is the step function smoothed linearly on [-delta, delta] (the hard step ``[x >= 0]``
-when ``delta == 0``). For a positive i, with ``H_ik = H(s_k - s_i)``:
+Notation (Oksuz et al., "Rank & Sort Loss for Object Detection and Instance Segmentation", ICCV
+2021, Sec. 3). ``s`` are logits, ``y`` targets; P = {y > 0} (positives, ``y`` is their
+localisation quality), N = {y == 0} (negatives), ``y < 0`` is ignored. ``H`` is the step function
+smoothed linearly on [-delta, delta] (the hard step ``[x >= 0]`` when ``delta == 0``).
+For a positive i, with ``H_ik = H(s_k - s_i)``:
 
     R_i   = sum_{k in P} H_ik                      (rank among positives, self term included)
     NFP_i = sum_{j in N} H_ij                      (soft count of negatives above i)
@@ -13,82 +14,62 @@ when ``delta == 0``). For a positive i, with ``H_ik = H(s_k - s_i)``:
     l_S(i) = (A_i E_i - B_i D_i) / (A_i R_i)       (current minus target sorting error)
 
 ``loss_rank = mean_i l_R(i)``, ``loss_sort = mean_i l_S(i)``. The gradient is the identity update
-(spec 1.5), with eps = 1e-10 guards exactly as in the authors' code:
+(the paper's Sec. 3 and its Algorithm 1), with eps = 1e-10 guards exactly as in the authors' code:
 
     negative j:  |P| g_j = sum_i [NFP_i > eps] H_ij / (R_i + NFP_i)
     positive i:  |P| g_i = -[NFP_i > eps] l_R(i) - [D_i > eps] l_S(i)
                            + sum_{k: y_i < y_k} [D_k > eps] l_S(k) H_ki / D_k
 
-How it is computed (spec 1.9, 1.10). Positives are sorted by logit once. Every relevant negative (the
-ones with ``s_j >= min_i s_i - delta``; the others have H = 0 for every positive, so dropping them is
-exact) is located with one binary search among the positives' window edges (the points s_i +- delta).
-Its contribution to every ``NFP_i`` is then a range update (1 on the positives far below it, a
-linear function of ``s_i`` on the positives within delta), accumulated per gap and spread with
-difference arrays; its gradient is a range query on prefix sums of the positives' weights. That is
-O((N + P) log P) time. When most entries are relevant negatives the flat input is walked in
-contiguous masked chunks; otherwise the relevant negatives are compacted first. Extra memory is
-one int32 per walked entry plus O(chunk). The positive-positive sums are dense P x P products,
-processed in row chunks so that memory stays O(P * chunk). All sums are in float64 around a
-centred logit, so the result does not depend on where the logits sit.
-
-There is exactly one device-to-host synchronisation per call: the positive / relevant-negative counts
-and the validity checks are read together, to size the P x P work and to raise clear errors. There
-is no per-positive synchronisation and no Python loop over positives.
+How it is computed: see :mod:`rs_detectron2.losses.rank_sort_exact` (O((N + P) log P) for the
+negatives, one host synchronisation per call, no Python loop over positives). This module handles
+shapes, dtypes, autocast, the ranking pool (local, or global across processes) and the module form
+that detection heads take.
 """
 
-import contextlib
-import math
+from typing import Dict, Optional, Tuple
 
 import torch
 
+from .balancing import balance_to
+from .box_losses import giou_loss, weighted_mean
+from .pool import check_pool, gather_flat, own_slice, pool_group
 from .rank_sort_exact import rank_sort_exact
+from .ranking import RankingLoss, autocast_off, check_delta, flat_inputs
 
 __all__ = ["rank_sort_loss", "RankSortLoss"]
 
-def _autocast_off(device_type: str):
-    """A context disabling autocast on ``device_type`` (a no-op where autocast does not exist)."""
-    if device_type in ("cpu", "cuda", "xpu", "mps", "hpu"):
-        return torch.autocast(device_type=device_type, enabled=False)
-    return contextlib.nullcontext()
 
-
-def _flat_inputs(logits: torch.Tensor, targets: torch.Tensor):
-    """Detached, flattened ``(s, y, out_dtype)``: logits promoted to at least float32
-    (``out_dtype``), targets in ``out_dtype`` (float64 targets stay float64)."""
-    if not logits.is_floating_point():
-        raise TypeError(f"rank_sort_loss: logits must be floating point, got {logits.dtype}")
-    out_dtype = torch.promote_types(logits.dtype, torch.float32)
-    s = logits.detach().reshape(-1).to(out_dtype)
-    y = targets.detach().reshape(-1)
-    y = y.to(torch.float64) if y.dtype == torch.float64 else y.to(out_dtype)
-    return s, y, out_dtype
-
-
-def _save_and_return(ctx, grad, shape, loss_rank, loss_sort, out_dtype):
-    """Save the identity-update gradient (viewed as ``shape``) and return the two losses in
-    ``out_dtype``, ``loss_sort`` marked non-differentiable."""
-    ctx.save_for_backward(grad.view(shape))
-    loss_sort = loss_sort.to(out_dtype)
-    ctx.mark_non_differentiable(loss_sort)
-    return loss_rank.to(out_dtype), loss_sort
-
-
-class _RankSort(torch.autograd.Function):
-    """Returns (loss_rank, loss_sort); backward scales the saved gradient by d(out)/d(loss_rank)."""
+class _RankSortFunction(torch.autograd.Function):
+    """(loss_rank, loss_sort) of one ranking pool; backward scales the saved identity-update
+    gradient by the upstream gradient of loss_rank. ``group`` None ranks this process's entries;
+    a process group ranks the entries of all its processes (see :mod:`rs_detectron2.losses.pool`).
+    """
 
     @staticmethod
-    def forward(ctx, logits, targets, delta):
-        with _autocast_off(logits.device.type):
-            s, y, out_dtype = _flat_inputs(logits, targets)
-            loss_rank, loss_sort, grad = rank_sort_exact(s, y, float(delta))
-        return _save_and_return(ctx, grad, logits.shape, loss_rank, loss_sort, out_dtype)
+    def forward(ctx, logits, targets, delta, group):
+        with autocast_off(logits.device.type):
+            s, y, out_dtype = flat_inputs(logits, targets, "rank_sort_loss")
+            if group is None:
+                loss_rank, loss_sort, grad = rank_sort_exact(s, y, delta)
+            else:
+                # One gather for both rows, in a dtype that holds each exactly.
+                pair = torch.stack([s, y]) if s.dtype == y.dtype else torch.stack([s.double(), y])
+                full, sizes = gather_flat(pair, group)
+                loss_rank, loss_sort, grad = rank_sort_exact(full[0].to(s.dtype), full[1], delta)
+                # DDP averages parameter gradients over processes: scale so the average is the
+                # gradient of the global loss.
+                grad = grad[own_slice(sizes, group)] * len(sizes)
+        ctx.save_for_backward(grad.view(logits.shape))
+        loss_sort = loss_sort.to(out_dtype)
+        ctx.mark_non_differentiable(loss_sort)
+        return loss_rank.to(out_dtype), loss_sort
 
     @staticmethod
     def backward(ctx, grad_rank, grad_sort):
         (grad,) = ctx.saved_tensors
         # The identity-update gradient carries both the ranking and the sorting parts; it is
         # scaled only by the upstream gradient of loss_rank (the authors' semantics).
-        return grad * grad_rank, None, None
+        return grad * grad_rank, None, None, None
 
 
 def rank_sort_loss(
@@ -98,7 +79,7 @@ def rank_sort_loss(
     *,
     pool: str = "local",
     group=None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Rank & Sort loss over one ranking pool.
 
     Args:
@@ -109,7 +90,7 @@ def rank_sort_loss(
         delta: half-width of the smoothed step (0.5 in the paper; ``0`` is the hard step).
         pool: ``"local"`` (default, the authors' behaviour) ranks this process's entries only;
             ``"global"`` ranks the entries of every process of ``group`` as one pool (a collective:
-            every process must call it), see :mod:`rs_detectron2.losses.global_pool`.
+            every process must call it, also one without positives or entries).
         group: the process group of the global pool (default: all processes).
 
     Returns:
@@ -119,43 +100,70 @@ def rank_sort_loss(
         only by the upstream gradient of ``loss_rank``; ``loss_sort`` has no gradient (log it and
         add it to the total, as the authors do). With no positives both losses are 0 and
         ``loss_rank`` is still attached to the graph, with a zero gradient; so does empty input.
+        With a global pool both losses are those of the whole pool, identical on every process, and
+        the gradient is this process's slice times the world size (DDP's averaging then gives the
+        gradient of the global loss).
 
     Raises:
         FloatingPointError: if any logit is NaN or infinite.
         ValueError: on mismatched shapes, a negative or infinite delta, targets that are NaN or
             above 1, or an unknown ``pool``.
     """
-    if pool not in ("local", "global"):
-        raise ValueError(f"rank_sort_loss: pool must be 'local' or 'global', got {pool!r}")
-    if logits.shape != targets.shape:
-        raise ValueError(
-            f"rank_sort_loss: logits {tuple(logits.shape)} and targets {tuple(targets.shape)} "
-            "must have the same shape"
-        )
-    delta = float(delta)
-    if not (delta >= 0 and math.isfinite(delta)):
-        raise ValueError(f"rank_sort_loss: delta must be finite and >= 0, got {delta}")
-    if pool == "global":
-        from .global_pool import global_rank_sort_loss
-
-        return global_rank_sort_loss(logits, targets, delta, group)
-    return _RankSort.apply(logits, targets, delta)
+    delta = check_delta(delta)
+    return _RankSortFunction.apply(logits, targets, delta, pool_group(pool, group))
 
 
-class RankSortLoss(torch.nn.Module):
-    """Module form of :func:`rank_sort_loss`; ``forward(logits, targets) -> (loss_rank, loss_sort)``."""
+class RankSortLoss(RankingLoss):
+    """The RS loss as the ranking loss of a detection head (Oksuz et al., ICCV 2021, Sec. 4).
 
-    def __init__(self, delta: float = 0.5, pool: str = "local"):
+    ``forward(logits, targets) -> (loss_rank, loss_sort)`` is :func:`rank_sort_loss`.
+    :meth:`head_losses` adds the score-weighted GIoU box loss, and :meth:`balance_auxiliary`
+    weights auxiliary losses (the mask loss), both rescaled every iteration so that their value
+    equals ``loss_rank + loss_sort`` (the paper's tuning-free task balancing; no gradient through
+    the scale).
+
+    Args:
+        delta: half-width of the smoothed step (0.5 in the paper).
+        pool: ``"local"`` (the authors' behaviour: each process ranks its own images) or
+            ``"global"`` (one pool over the images of every process of ``group``).
+        group: process group of the global pool (None: every process).
+    """
+
+    def __init__(self, delta: float = 0.5, pool: str = "local", group: Optional[object] = None):
         super().__init__()
-        if not (float(delta) >= 0 and math.isfinite(float(delta))):
-            raise ValueError(f"RankSortLoss: delta must be finite and >= 0, got {delta}")
-        if pool not in ("local", "global"):
-            raise ValueError(f"RankSortLoss: pool must be 'local' or 'global', got {pool!r}")
-        self.delta = float(delta)
-        self.pool = pool
+        self.delta = check_delta(delta)
+        self.pool = check_pool(pool)
+        self.group = group
 
-    def forward(self, logits, targets):
-        return rank_sort_loss(logits, targets, self.delta, pool=self.pool)
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor):
+        return _RankSortFunction.apply(
+            logits, targets, self.delta, pool_group(self.pool, self.group)
+        )
+
+    def head_losses(
+        self, logits, targets, pos_pred_boxes, pos_gt_boxes, pos_box_weights, *, prefix
+    ):
+        """``{prefix}_rank`` (carries the whole RS gradient), ``{prefix}_sort`` (value only) and
+        ``{prefix}_box`` (score-weighted GIoU rescaled so that its value equals rank + sort); see
+        :meth:`RankingLoss.head_losses` for the arguments."""
+        try:
+            loss_rank, loss_sort = self(logits, targets)
+        except FloatingPointError as e:  # name the head whose logits went bad
+            raise FloatingPointError(f"{prefix}_rank: {e}") from e
+        giou = giou_loss(pos_pred_boxes.float(), pos_gt_boxes.float())
+        loss_box = weighted_mean(giou, pos_box_weights.detach().float())
+        return {
+            f"{prefix}_rank": loss_rank,
+            f"{prefix}_sort": loss_sort,
+            f"{prefix}_box": balance_to(loss_box, loss_rank + loss_sort),
+        }
+
+    def balance_auxiliary(
+        self, loss: torch.Tensor, head_losses: Dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """``loss`` rescaled so that its value equals the head's rank + sort losses."""
+        reference = sum(v for k, v in head_losses.items() if k.endswith(("_rank", "_sort")))
+        return balance_to(loss, reference)
 
     def extra_repr(self) -> str:
-        return f"delta={self.delta}, pool={self.pool}"
+        return f"delta={self.delta}, pool={self.pool!r}"

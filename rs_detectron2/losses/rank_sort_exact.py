@@ -9,25 +9,42 @@ is located with one binary search among the positives' window edges (the points 
 contribution to every ``NFP_i`` is then a range update (1 on the positives far below it, a linear
 function of ``s_i`` on the positives within delta), accumulated per gap and spread with difference
 arrays; its gradient is a range query on prefix sums of the positives' weights. That is
-O((N + P) log P) time. When most entries are relevant negatives the flat input is walked in
-contiguous masked chunks; otherwise the relevant negatives are compacted first. The
-positive-positive sums are dense P x P products, processed in row chunks so that memory stays
-O(P * chunk). All sums are in float64 around a centred logit, so the result does not depend on
-where the logits sit. There is exactly one device-to-host synchronisation per call.
+O((N + P) log P) time. When most entries are candidates (logit above the threshold) the flat input
+is walked in contiguous masked chunks; otherwise the candidates are compacted once.
+
+The positive-positive sums (``R_i``, ``D_i``, ``E_i`` and the sorting gradient each positive receives
+from higher-quality positives) take one of two exact routes, chosen by the number of positives:
+
+- ``"dense"``: row chunks of the P x P matrix of H values, O(P^2) time, O(P * chunk) memory;
+- ``"tree"``: the quality condition ``y_k < y_i`` is a prefix (``y_k > y_i`` a suffix) of the
+  positives ordered by quality, so it is answered by a merge-sort tree over quality positions whose
+  nodes hold their positives in logit order (a wavelet-tree descent: one level at a time, each
+  query following its path to a leaf with counts and prefix sums, no binary search per node).
+  H is piecewise linear, so a window of logits contributes sums of 1, s and (1 - y) found from
+  prefix sums. O(P log P) time and O(P) memory.
+
+All sums are in float64 around a centred logit, so the result does not depend on where the logits
+sit. There is exactly one device-to-host synchronisation per call and no Python loop over
+positives (the loops run over chunks of entries and over the log2 P levels of the tree).
 """
 
 import math
+from typing import NamedTuple, Optional
 
 import torch
 
 __all__ = ["rank_sort_exact"]
 
 _EPS = 1e-10
-# Elements per block of the dense positive-positive pass (rows x P).
-# 2^17-2^18 elements is the sweet spot on a 2-core CPU (spec 1.10); it also bounds memory.
+# Elements per block of the dense positive-positive pass (rows x P): 2^17-2^18 elements is the
+# sweet spot on a 2-core CPU; it also bounds memory.
 _BLOCK = 1 << 17
-# Negatives per chunk: small enough that the chunk's temporaries stay far below the input's size.
+# Entries per chunk of the negatives' pass: the chunk's temporaries stay far below the input's size.
 _NEG_BLOCK = 1 << 16
+# From this many positives on, the tree pass replaces the dense one (the crossover measured with
+# benchmarks/bench_rank_sort.py --crossover; README.md, "The loss at scale").
+_TREE_MIN_POS = {"cpu": 512, "cuda": 2048}
+_PAIR_METHODS = ("auto", "dense", "tree")
 
 
 def _step(x: torch.Tensor, delta: float) -> torch.Tensor:
@@ -37,9 +54,101 @@ def _step(x: torch.Tensor, delta: float) -> torch.Tensor:
     return (x >= 0).to(x.dtype)
 
 
-def _select(mask: torch.Tensor, count: int) -> torch.Tensor:
-    """Indices of the True entries of a 1-D mask whose number of True entries is known."""
-    return torch.nonzero_static(mask, size=count).squeeze(1)
+# ----------------------------------------------------------------------------------------------
+# Step 1: checks, counts and the relevance threshold (the one host synchronisation)
+
+
+class _Counts(NamedTuple):
+    pos_mask: torch.Tensor  # (n,) bool, y > 0
+    cand_mask: torch.Tensor  # (n,) bool, s >= threshold: positives and possibly relevant entries
+    threshold: torch.Tensor  # 0-dim, dtype of s
+    num_pos: int
+    num_cand: int
+
+
+def _check_and_count(s: torch.Tensor, y: torch.Tensor, delta: float) -> _Counts:
+    """Masks, counts and validity checks, read back to the host together (one synchronisation).
+
+    Every positive is a candidate (its logit is at least the threshold), so one compaction of the
+    candidates also finds the positives. Raises on non-finite logits and on targets above 1 or NaN.
+    """
+    pos_mask = y > 0
+    inf = torch.tensor(float("inf"), dtype=s.dtype, device=s.device)
+    threshold = (torch.where(pos_mask, s, inf).min().to(torch.float64) - delta).to(s.dtype)
+    # Rounded down, so that no negative with H > 0 is lost to rounding (extra ones add exactly 0).
+    threshold = torch.nextafter(threshold, -inf)
+    cand_mask = s >= threshold
+    s_min, s_max = torch.aminmax(s)  # NaN propagates, so both are finite iff every logit is
+    # float64 holds the counts exactly (float32 would round counts above 2^24)
+    checks = torch.stack(
+        [
+            torch.count_nonzero(pos_mask).to(torch.float64),
+            torch.count_nonzero(cand_mask).to(torch.float64),
+            s_min.to(torch.float64),
+            s_max.to(torch.float64),
+            y.max().to(torch.float64),
+        ]
+    )
+    num_pos, num_cand, s_min, s_max, y_max = checks.tolist()  # the one host synchronisation
+    if not (math.isfinite(s_min) and math.isfinite(s_max)):
+        bad = int((~torch.isfinite(s)).sum())
+        raise FloatingPointError(
+            f"rank_sort_loss: {bad} of {s.numel()} logits are not finite (NaN or inf)"
+        )
+    if not y_max <= 1:
+        bad = int((torch.isnan(y) | (y > 1)).sum())
+        raise ValueError(
+            f"rank_sort_loss: {bad} targets are NaN or above 1; targets must be < 0 (ignored), "
+            "0 (negative) or in (0, 1] (positive, its localisation quality)"
+        )
+    return _Counts(pos_mask, cand_mask, threshold, int(num_pos), int(num_cand))
+
+
+# ----------------------------------------------------------------------------------------------
+# Step 2: the positives, sorted by logit, and how the candidates are visited
+
+
+class _Positives(NamedTuple):
+    idx: torch.Tensor  # (P,) long, flat index of each positive, in logit order
+    p: torch.Tensor  # (P,) float64 sorted logits minus ``centre``
+    y: torch.Tensor  # (P,) float64 targets in the same order
+    centre: torch.Tensor  # 0-dim float64, the median positive logit
+
+
+class _Walk(NamedTuple):
+    """The candidate entries, visited in chunks: the flat input itself, or a compacted list."""
+
+    flat: bool  # True: walk every entry in contiguous chunks and mask; False: walk ``idx``
+    total: int  # number of walked entries
+    idx: Optional[torch.Tensor]  # (total,) long candidate indices when not ``flat``
+
+    def chunk(self, start: int):
+        if self.flat:
+            return slice(start, start + _NEG_BLOCK)
+        return self.idx[start : start + _NEG_BLOCK]
+
+
+def _positives_and_walk(s, y, counts: _Counts):
+    """Compacts the positives (sorted by logit, centred) and chooses how to walk the candidates."""
+    # When most entries are candidates, walking the flat input in contiguous chunks (no index list,
+    # no gathers) is cheaper; otherwise the candidates are compacted once and walked by index.
+    flat = 4 * counts.num_cand > s.numel()
+    if flat:
+        pos_idx = torch.nonzero_static(counts.pos_mask, size=counts.num_pos).squeeze(1)
+        walk = _Walk(True, s.numel(), None)
+    else:
+        cand_idx = torch.nonzero_static(counts.cand_mask, size=counts.num_cand).squeeze(1)
+        in_cand = torch.nonzero_static(y[cand_idx] > 0, size=counts.num_pos).squeeze(1)
+        pos_idx = cand_idx[in_cand]
+        walk = _Walk(False, counts.num_cand, cand_idx)
+    p, order = s[pos_idx].to(torch.float64).sort()
+    pos_idx = pos_idx[order]
+    centre = p[counts.num_pos // 2]
+    return _Positives(pos_idx, p - centre, y[pos_idx].to(torch.float64), centre), walk
+
+
+# ----------------------------------------------------------------------------------------------
+# Step 3: relevant negatives -> NFP_i of every positive
 
 
 def _window_edges(p: torch.Tensor, delta: float):
@@ -64,125 +173,33 @@ def _window_edges(p: torch.Tensor, delta: float):
     return edges, lo, hi
 
 
-def _positive_pairs(p, y, delta):
-    """Positive-positive part in row chunks of a dense P x P matrix.
+def _negatives_nfp(s, y, counts: _Counts, pos: _Positives, walk: _Walk, delta: float):
+    """NFP_i (P,) float64 of every positive, and the gap of every walked entry (int32).
 
-    ``p``: (P,) float64 sorted centred logits, ``y``: (P,) float64 targets in the same order.
-    Returns ``R``, ``l_S``, ``D`` (each (P,)) and ``inflow`` (P,): the sorting gradient that each
-    positive receives from the higher-quality positives it out-scores,
-    sum_k [D_k > eps] l_S(k) H(s_i - s_k) [y_i < y_k] / D_k.
+    Each relevant negative is located once among the positives' window edges; per gap, its count
+    and the sum of (s_j + delta) are accumulated, then spread to the positives with suffix sums
+    (H = 1 part) and difference arrays (linear part).
     """
+    p = pos.p
     num_pos = p.numel()
-    values = torch.stack([torch.ones_like(y), 1.0 - y], dim=1)  # (P, 2): counts and (1 - y) sums
-    R = torch.empty_like(p)
-    lS = torch.empty_like(p)
-    D = torch.empty_like(p)
-    inflow = torch.zeros_like(p)
-    rows = max(1, _BLOCK // num_pos)
-    for start in range(0, num_pos, rows):
-        end = min(start + rows, num_pos)
-        h = _step(p[None, :] - p[start:end, None], delta)  # h[i, k] = H(s_k - s_i)
-        h_low = h * (y[None, :] < y[start:end, None])  # only positives of lower quality
-        rc = h @ values
-        de = h_low @ values
-        r, c = rc[:, 0], rc[:, 1]
-        d, e = de[:, 0], de[:, 1]
-        a = r - d  # >= H(0) > 0: the self term
-        b = c - e
-        ls = (a * e - b * d) / (a * r)
-        R[start:end] = r
-        lS[start:end] = ls
-        D[start:end] = d
-        share = torch.where(d > _EPS, ls / d.clamp_min(_EPS), torch.zeros_like(ls))
-        inflow += share @ h_low
-    return R, lS, D, inflow
-
-
-def rank_sort_exact(s: torch.Tensor, y: torch.Tensor, delta: float):
-    """Losses and identity-update gradient for flat ``s`` (n,) and ``y`` (n,).
-
-    Returns ``(loss_rank, loss_sort, grad)``: two 0-dim float64 tensors and the gradient of
-    ``loss_rank`` w.r.t. ``s`` as defined by the identity update, shape (n,), dtype of ``s``.
-    """
-    if s.numel() == 0:
-        zero = torch.zeros((), dtype=torch.float64, device=s.device)
-        return zero, zero.clone(), torch.zeros_like(s)
-    pos_mask = y > 0
-    neg_mask = y == 0
-    inf = torch.tensor(float("inf"), dtype=s.dtype, device=s.device)
-    threshold = (torch.where(pos_mask, s, inf).min().to(torch.float64) - delta).to(s.dtype)
-    # Rounded down, so that no negative with H > 0 is lost to rounding (extra ones add exactly 0).
-    threshold = torch.nextafter(threshold, -inf)
-    rel_mask = neg_mask & (s >= threshold)
-    s_min, s_max = torch.aminmax(s)  # NaN propagates, so both are finite iff every logit is
-    # float64 holds the counts exactly (float32 would round counts above 2^24)
-    checks = torch.stack(
-        [
-            torch.count_nonzero(pos_mask).to(torch.float64),
-            torch.count_nonzero(rel_mask).to(torch.float64),
-            s_min.to(torch.float64),
-            s_max.to(torch.float64),
-            y.max().to(torch.float64),
-        ]
-    )
-    num_pos, num_rel, s_min, s_max, y_max = checks.tolist()  # the one host synchronisation
-    num_pos, num_rel = int(num_pos), int(num_rel)
-    if not (math.isfinite(s_min) and math.isfinite(s_max)):
-        bad = int((~torch.isfinite(s)).sum())
-        raise FloatingPointError(
-            f"rank_sort_loss: {bad} of {s.numel()} logits are not finite (NaN or inf)"
-        )
-    if not y_max <= 1:
-        bad = int((torch.isnan(y) | (y > 1)).sum())
-        raise ValueError(
-            f"rank_sort_loss: {bad} targets are NaN or above 1; targets must be < 0 (ignored), "
-            "0 (negative) or in (0, 1] (positive, its localisation quality)"
-        )
-    grad = torch.zeros_like(s)
-    if num_pos == 0:
-        zero = torch.zeros((), dtype=torch.float64, device=s.device)
-        return zero, zero.clone(), grad
-
-    pos_idx = _select(pos_mask, num_pos)
-    p, order = s[pos_idx].to(torch.float64).sort()
-    pos_idx = pos_idx[order]
-    yp = y[pos_idx].to(torch.float64)
-    centre = p[num_pos // 2]
-    p = p - centre
-
-    # Negatives -> NFP_i of every positive. Each relevant negative is located once among the
-    # positives' window edges; per gap, its count and the sum of (s_j + delta) are accumulated.
     edges, lo, hi = _window_edges(p, delta)
     num_gaps = edges.numel() + 1
-    # When most entries are relevant negatives, walk the flat input in contiguous chunks and mask
-    # (no index list, no gathers); otherwise compact the relevant negatives first.
-    dense = 4 * num_rel > s.numel()
-    if dense:
-        total = s.numel()
-
-        def chunk(start):
-            return slice(start, start + _NEG_BLOCK)
-
-    else:
-        total = num_rel
-        neg_idx = _select(rel_mask, num_rel)
-
-        def chunk(start):
-            return neg_idx[start : start + _NEG_BLOCK]
-
-    gap_of = torch.empty(total, dtype=torch.int32, device=s.device)
+    gap_of = torch.empty(walk.total, dtype=torch.int32, device=s.device)
     gap_cnt = torch.zeros(num_gaps, dtype=torch.float64, device=s.device)
     gap_sum = torch.zeros_like(gap_cnt)
-    for start in range(0, total, _NEG_BLOCK):
-        idx = chunk(start)
-        s_neg = s[idx].to(torch.float64) - centre
+    for start in range(0, walk.total, _NEG_BLOCK):
+        idx = walk.chunk(start)
+        s_chunk = s[idx]
+        is_rel = y[idx] == 0
+        if walk.flat:
+            is_rel &= s_chunk >= counts.threshold
+        s_neg = s_chunk.to(torch.float64) - pos.centre
         gap = torch.searchsorted(edges, s_neg, side="right", out_int32=True)
         gap_of[start : start + _NEG_BLOCK] = gap
-        weight = rel_mask[idx].to(torch.float64) if dense else None
+        weight = is_rel.to(torch.float64)
         gap_cnt += torch.bincount(gap, weights=weight, minlength=num_gaps)
         if delta > 0:
-            shifted = s_neg + delta if weight is None else (s_neg + delta) * weight
-            gap_sum += torch.bincount(gap, weights=shifted, minlength=num_gaps)
+            gap_sum += torch.bincount(gap, weights=(s_neg + delta) * weight, minlength=num_gaps)
     # Positives [0, lo) of gap t have H = 1: count them with suffix sums over lo.
     full = torch.zeros(num_pos + 1, dtype=torch.float64, device=s.device)
     full.index_add_(0, lo, gap_cnt)
@@ -195,36 +212,291 @@ def rank_sort_exact(s: torch.Tensor, y: torch.Tensor, delta: float):
         in_window = (win_sum.cumsum(0)[:-1] - cnt * p) / (2 * delta)
         # An empty window must add exactly 0, not the rounding noise of the running sum.
         nfp = nfp + torch.where(cnt > 0.5, in_window.clamp_min(0.0), torch.zeros_like(p))
+    return nfp, gap_of, lo, hi
 
-    R, lS, D, inflow = _positive_pairs(p, yp, delta)
-    rank = R + nfp
-    lR = nfp / rank
-    has_fp = nfp > _EPS
 
-    # Negatives' gradients: |P| g_j = sum_i w_i H(s_j - s_i) with w_i = l_R(i) / NFP_i = 1 / rank(i)
-    # (where NFP_i > eps). Per gap this is alpha + beta * s_j, from prefix sums of w and w * s.
-    w = torch.where(has_fp, 1.0 / rank, torch.zeros_like(rank))
+# ----------------------------------------------------------------------------------------------
+# Step 4: the positive-positive sums
+
+
+class _PairSums(NamedTuple):
+    """Per positive (P,) float64, in logit order."""
+
+    R: torch.Tensor  # sum_k H_ik: rank among positives, self term included
+    lS: torch.Tensor  # sorting error l_S(i) (current minus target)
+    D: torch.Tensor  # sum_{k: y_k < y_i} H_ik, the mis-sorted pmf's denominator
+    inflow: torch.Tensor  # sum_{k: y_k > y_i} [D_k > eps] l_S(k) H_ki / D_k
+
+
+def _sorting_error(R, C, D, E):
+    """l_S = C/R - B/A with A = R - D, B = C - E, written without cancellation."""
+    A = R - D  # >= H(0) > 0: the self term
+    B = C - E
+    return (A * E - B * D) / (A * R)
+
+
+def _sorting_share(lS, D):
+    """[D_k > eps] l_S(k) / D_k: the weight with which positive k spreads its sorting error."""
+    return torch.where(D > _EPS, lS / D.clamp_min(_EPS), torch.zeros_like(lS))
+
+
+def _pairs_dense(p, y, delta) -> _PairSums:
+    """Positive-positive sums in row chunks of the dense P x P matrix ``h[i, k] = H(s_k - s_i)``.
+
+    ``p``: (P,) float64 sorted centred logits, ``y``: (P,) float64 targets in the same order.
+    """
+    num_pos = p.numel()
+    values = torch.stack([torch.ones_like(y), 1.0 - y], dim=1)  # (P, 2): counts and (1 - y) sums
+    R = torch.empty_like(p)
+    lS = torch.empty_like(p)
+    D = torch.empty_like(p)
+    inflow = torch.zeros_like(p)
+    rows = max(1, _BLOCK // num_pos)
+    for start in range(0, num_pos, rows):
+        end = min(start + rows, num_pos)
+        h = _step(p[None, :] - p[start:end, None], delta)
+        h_low = h * (y[None, :] < y[start:end, None])  # only positives of lower quality
+        rc = h @ values
+        de = h_low @ values
+        ls = _sorting_error(rc[:, 0], rc[:, 1], de[:, 0], de[:, 1])
+        R[start:end] = rc[:, 0]
+        lS[start:end] = ls
+        D[start:end] = de[:, 0]
+        inflow += _sorting_share(ls, de[:, 0]) @ h_low
+    return _PairSums(R, lS, D, inflow)
+
+
+def _exclusive_cumsum(x: torch.Tensor) -> torch.Tensor:
+    """(n, ...) -> (n + 1, ...): sums of the first 0, 1, ..., n rows."""
+    return torch.cat([torch.zeros_like(x[:1]), x.cumsum(0)])
+
+
+def _quality_tree_sums(q_of, bound, thresholds, weights, suffix: bool):
+    """Counts and weight sums over the positives selected by quality and by logit rank.
+
+    Positives are indexed by logit rank ``r`` (0..P-1) and have a quality position ``q_of[r]`` (a
+    permutation of 0..P-1, increasing with quality). For every query ``i`` (P of them) this sums
+    over the positives ``k`` with ``q_of[k] < bound[i]`` (``suffix=False``) or
+    ``q_of[k] >= bound[i]`` (``suffix=True``), and, for every column ``x`` of ``thresholds``
+    (P, T) long, over those with rank ``k < x[i]``; also over all selected positives.
+
+    Returns ``(count, sums, total_count, total_sums)``: (P, T) long, (P, T, K) float64, (P,) long
+    and (P, K) float64, for ``weights`` (P, K) float64.
+
+    The tree is a merge-sort tree over quality positions, built top-down: the level-l array holds
+    the positives grouped in blocks of 2^l consecutive quality positions, each block in logit
+    order. A stable partition (two cumulative counts) turns one level into the next. The selected
+    quality range is the union of O(log P) blocks, the siblings of the path to leaf ``bound``; the
+    number of a block's positives with rank < x follows the path down from the root (where it is x)
+    by the partition counts, so each level costs O(P) for all queries together.
+    """
+    num_pos, num_thr = thresholds.shape
+    device = q_of.device
+    positions = torch.arange(num_pos, device=device)
+    order = positions  # level array at the root: everything in logit (= rank) order
+    below = thresholds.clone()  # per query: positives of its current node with rank < x
+    count = torch.zeros_like(thresholds)
+    sums = weights.new_zeros(num_pos, num_thr, weights.shape[1])
+    total_count = torch.zeros_like(bound)
+    total_sums = weights.new_zeros(num_pos, weights.shape[1])
+    for level in range(num_pos.bit_length() - 1, -1, -1):
+        size = 1 << level
+        # Partition each parent block (2 * size quality positions) into its two children.
+        goes_right = (q_of[order] >> level) & 1
+        zeros_before = _exclusive_cumsum(1 - goes_right)  # left-goers before each position
+        parent = positions >> (level + 1)
+        new_pos = torch.where(
+            goes_right.bool(),
+            positions - zeros_before[:-1] + (parent + 1) * size,
+            zeros_before[:-1] + parent * size,
+        )
+        order = torch.empty_like(order).index_put_((new_pos,), order)
+        cum = _exclusive_cumsum(weights[order])  # (P + 1, K), this level's order
+        # Each query's node at this level's parent, and how its `below` counts split.
+        node = bound >> (level + 1)
+        start = node << (level + 1)
+        went_right = ((bound >> level) & 1).bool()
+        below_left = zeros_before[start[:, None] + below] - (node * size)[:, None]
+        below_right = below - below_left
+        if suffix:  # the right child is selected whole when the path goes left
+            take = ~went_right
+            child = (start + size).clamp_max(num_pos)
+            child_size = ((start + 2 * size).clamp_max(num_pos) - child) * take
+            part = below_right * take[:, None]
+        else:  # the left child is selected whole when the path goes right
+            take = went_right
+            child = start
+            child_size = size * take
+            part = below_left * take[:, None]
+        ends = torch.cat([child[:, None] + part, (child + child_size)[:, None]], dim=1)
+        got = cum[ends] - cum[child][:, None, :]  # (P, T + 1, K)
+        sums += got[:, :num_thr]
+        total_sums += got[:, num_thr]
+        count += part
+        total_count += child_size
+        below = torch.where(went_right[:, None], below_right, below_left)
+    if suffix:  # the leaf at `bound` itself (empty when bound == P)
+        leaf = bound.clamp_max(num_pos)
+        leaf_size = (bound < num_pos).long()
+        ends = torch.cat([leaf[:, None] + below, (leaf + leaf_size)[:, None]], dim=1)
+        got = cum[ends] - cum[leaf][:, None, :]
+        sums += got[:, :num_thr]
+        total_sums += got[:, num_thr]
+        count += below
+        total_count += leaf_size
+    return count, sums, total_count, total_sums
+
+
+def _quality_positions(y):
+    """For targets ``y`` (P,): the quality position of each entry (stable sort by y) and, per
+    entry, the first and one-past-last quality positions of its tie group (equal targets)."""
+    num_pos = y.numel()
+    y_sorted, by_quality = y.sort(stable=True)
+    positions = torch.arange(num_pos, device=y.device)
+    q_of = torch.empty_like(positions).index_put_((by_quality,), positions)
+    first = torch.ones(num_pos, dtype=torch.bool, device=y.device)
+    first[1:] = y_sorted[1:] != y_sorted[:-1]
+    last = torch.ones_like(first)
+    last[:-1] = first[1:]
+    tie_start = torch.where(first, positions, 0).cummax(0).values
+    tie_end = torch.where(last, positions + 1, num_pos).flip(0).cummin(0).values.flip(0)
+    return q_of, tie_start[q_of], tie_end[q_of]
+
+
+def _pairs_tree(p, y, delta) -> _PairSums:
+    """Positive-positive sums in O(P log P) with the quality tree (same inputs as the dense pass).
+
+    With delta > 0, ``H(s_k - s_i)`` is 1 for ranks ``k >= hi_i`` (s_k > s_i + delta), linear for
+    ``lo_i <= k < hi_i`` and 0 below; ``H(s_i - s_k)`` is 1 for ``k < lo_i``, linear for
+    ``lo_i <= k < hi_i`` and 0 above. The window excludes s_k = s_i - delta, where H is 0, so an
+    empty selection gives exactly 0 (the eps tests see exact zeros where the dense pass does).
+    """
+    num_pos = p.numel()
+    one_minus_y = 1.0 - y
+    q_of, tie_start, tie_end = _quality_positions(y)
+    if delta > 0:
+        lo = torch.searchsorted(p, p - delta, side="right")
+        hi = torch.searchsorted(p, p + delta, side="right")
+        below_i = p - delta  # H(s_k - s_i) = (s_k - below_i) / (2 delta) in the window
+        above_i = p + delta  # H(s_i - s_k) = (above_i - s_k) / (2 delta) in the window
+        cols = torch.stack([one_minus_y, p, one_minus_y * p], dim=1)
+        full = _exclusive_cumsum(cols)
+
+        # R_i, C_i: every positive (the root of the tree), sums of 1 and (1 - y).
+        win = full[hi] - full[lo]
+        two_delta = 2 * delta
+        R = (num_pos - hi) + ((win[:, 1] - (hi - lo) * below_i) / two_delta)
+        C = (full[-1, 0] - full[hi, 0]) + (win[:, 2] - win[:, 0] * below_i) / two_delta
+        # D_i, E_i: the positives of lower quality (quality positions before i's tie group).
+        count, sums, total_count, total_sums = _quality_tree_sums(
+            q_of, tie_start, torch.stack([lo, hi], dim=1), cols, suffix=False
+        )
+        w_cnt = (count[:, 1] - count[:, 0]).to(torch.float64)
+        w_sum = sums[:, 1] - sums[:, 0]  # (P, K)
+        D = (total_count - count[:, 1]) + (w_sum[:, 1] - w_cnt * below_i) / two_delta
+        E = (total_sums[:, 0] - sums[:, 1, 0]) + (w_sum[:, 2] - w_sum[:, 0] * below_i) / two_delta
+    else:
+        lo = torch.searchsorted(p, p, side="left")  # H(s_k - s_i) = 1 for ranks k >= lo_i
+        hi = torch.searchsorted(p, p, side="right")  # H(s_i - s_k) = 1 for ranks k < hi_i
+        full = _exclusive_cumsum(one_minus_y)
+        R = (num_pos - lo).to(torch.float64)
+        C = full[-1] - full[lo]
+        count, sums, total_count, total_sums = _quality_tree_sums(
+            q_of, tie_start, lo[:, None], one_minus_y[:, None], suffix=False
+        )
+        D = (total_count - count[:, 0]).to(torch.float64)
+        E = total_sums[:, 0] - sums[:, 0, 0]
+    # Empty selections are exact zeros; rounding may leave tiny negatives elsewhere.
+    D = D.clamp_min(0.0)
+    E = E.clamp_min(0.0)
+    lS = _sorting_error(R, C, D, E)
+    share = _sorting_share(lS, D)
+    # inflow_i: the positives of higher quality (quality positions from the end of i's tie group).
+    if delta > 0:
+        wcols = torch.stack([share, share * p], dim=1)
+        _, sums, _, _ = _quality_tree_sums(
+            q_of, tie_end, torch.stack([lo, hi], dim=1), wcols, suffix=True
+        )
+        w_sum = sums[:, 1] - sums[:, 0]
+        inflow = sums[:, 0, 0] + (w_sum[:, 0] * above_i - w_sum[:, 1]) / (2 * delta)
+    else:
+        _, sums, _, _ = _quality_tree_sums(q_of, tie_end, hi[:, None], share[:, None], suffix=True)
+        inflow = sums[:, 0, 0]
+    return _PairSums(R, lS, D, inflow)
+
+
+def _positive_pairs(p, y, delta, method: str) -> _PairSums:
+    """The dense or the tree pass (``method``: "auto", "dense" or "tree")."""
+    if method == "auto":
+        crossover = _TREE_MIN_POS.get(p.device.type, _TREE_MIN_POS["cuda"])
+        method = "tree" if p.numel() >= crossover else "dense"
+    if method == "tree":
+        return _pairs_tree(p, y, delta)
+    return _pairs_dense(p, y, delta)
+
+
+# ----------------------------------------------------------------------------------------------
+# Step 5: gradients
+
+
+def _write_negative_grads(grad, s, y, counts, pos, walk, gap_of, lo, hi, w, delta):
+    """|P| g_j = sum_i w_i H(s_j - s_i) with w_i = l_R(i) / NFP_i = 1 / rank(i) (where
+    NFP_i > eps), written for every walked entry (0 where it is not a relevant negative).
+
+    Per gap this is alpha + beta * s_j, from prefix sums of w and w * s over the sorted positives.
+    """
+    num_pos = pos.p.numel()
     zero1 = torch.zeros(1, dtype=torch.float64, device=s.device)
     w_cum = torch.cat([zero1, w.cumsum(0)])
-    ws_cum = torch.cat([zero1, (w * p).cumsum(0)])
     alpha = w_cum[lo]
     beta = torch.zeros_like(alpha)
     if delta > 0:
+        ws_cum = torch.cat([zero1, (w * pos.p).cumsum(0)])
         w_win = w_cum[hi] - w_cum[lo]
         ws_win = ws_cum[hi] - ws_cum[lo]
         alpha = alpha + (w_win * delta - ws_win) / (2 * delta)
         beta = w_win / (2 * delta)
     alpha, beta = alpha / num_pos, beta / num_pos
-    for start in range(0, total, _NEG_BLOCK):
-        idx = chunk(start)
+    for start in range(0, walk.total, _NEG_BLOCK):
+        idx = walk.chunk(start)
         gap = gap_of[start : start + _NEG_BLOCK]
-        s_neg = s[idx].to(torch.float64) - centre
-        g_neg = alpha[gap] + beta[gap] * s_neg
-        if dense:  # positives are written below; ignored and irrelevant entries stay 0
-            g_neg = torch.where(rel_mask[idx], g_neg, 0.0)
-        grad[idx] = g_neg.to(grad.dtype)
+        s_chunk = s[idx]
+        is_rel = y[idx] == 0
+        if walk.flat:
+            is_rel &= s_chunk >= counts.threshold
+        g_neg = alpha[gap] + beta[gap] * (s_chunk.to(torch.float64) - pos.centre)
+        # Positives are written afterwards; ignored and irrelevant entries stay 0.
+        grad[idx] = torch.where(is_rel, g_neg, 0.0).to(grad.dtype)
 
-    g_pos = inflow - torch.where(has_fp, lR, torch.zeros_like(lR))
-    g_pos = g_pos - torch.where(D > _EPS, lS, torch.zeros_like(lS))
-    grad[pos_idx] = (g_pos / num_pos).to(grad.dtype)
-    return lR.mean(), lS.mean(), grad
+
+def rank_sort_exact(s: torch.Tensor, y: torch.Tensor, delta: float, *, pairs: str = "auto"):
+    """Losses and identity-update gradient for flat ``s`` (n,) and ``y`` (n,).
+
+    ``pairs`` picks the positive-positive pass: ``"auto"`` (dense below a measured number of
+    positives, the tree above), ``"dense"`` or ``"tree"``; all give the same values up to rounding.
+
+    Returns ``(loss_rank, loss_sort, grad)``: two 0-dim float64 tensors and the gradient of
+    ``loss_rank`` w.r.t. ``s`` as defined by the identity update, shape (n,), dtype of ``s``.
+    """
+    if pairs not in _PAIR_METHODS:
+        raise ValueError(f"rank_sort_exact: pairs must be one of {_PAIR_METHODS}, got {pairs!r}")
+    zero = torch.zeros((), dtype=torch.float64, device=s.device)
+    if s.numel() == 0:
+        return zero, zero.clone(), torch.zeros_like(s)
+    counts = _check_and_count(s, y, delta)
+    grad = torch.zeros_like(s)
+    if counts.num_pos == 0:
+        return zero, zero.clone(), grad
+    pos, walk = _positives_and_walk(s, y, counts)
+    nfp, gap_of, lo, hi = _negatives_nfp(s, y, counts, pos, walk, delta)
+    pair = _positive_pairs(pos.p, pos.y, delta, pairs)
+
+    rank = pair.R + nfp
+    lR = nfp / rank
+    has_fp = nfp > _EPS
+    w = torch.where(has_fp, 1.0 / rank, torch.zeros_like(rank))
+    _write_negative_grads(grad, s, y, counts, pos, walk, gap_of, lo, hi, w, delta)
+    g_pos = pair.inflow - torch.where(has_fp, lR, torch.zeros_like(lR))
+    g_pos = g_pos - torch.where(pair.D > _EPS, pair.lS, torch.zeros_like(pair.lS))
+    grad[pos.idx] = (g_pos / pos.p.numel()).to(grad.dtype)
+    return lR.mean(), pair.lS.mean(), grad

@@ -12,6 +12,8 @@ from detectron2.model_zoo import get_config
 from rs_detectron2.data import build_repeat_factor_train_loader, get_training_dataset_dicts
 from rs_detectron2.evaluation import build_evaluator
 
+NUM_CLASSES = 1203
+
 dataloader = get_config("common/data/coco.py").dataloader
 
 dataloader.train._target_ = build_repeat_factor_train_loader

@@ -2,8 +2,6 @@
 
 from typing import Sequence
 
-import torch
-
 from detectron2.modeling.matcher import Matcher
 from detectron2.structures import pairwise_iou
 

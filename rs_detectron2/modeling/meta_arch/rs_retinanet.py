@@ -1,4 +1,4 @@
-"""RS one-stage detectors: RetinaNet-style dense heads trained with RS loss (spec 3.6, 3.7)."""
+"""RS one-stage detectors: RetinaNet-style dense heads trained with RS loss (Oksuz et al. 2021)."""
 
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -11,23 +11,24 @@ from detectron2.modeling.meta_arch import RetinaNet
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 
-from ..rs_head_losses import check_ranking_pool, regression_quality, rs_detection_losses
+from ...losses import RankingLoss, RankSortLoss
+from ..quality import regression_quality
 from .score_voting import score_voting
 
 __all__ = ["RSRetinaNet"]
 
 
 class RSRetinaNet(RetinaNet):
-    """A RetinaNet-style dense detector trained with RS loss: RS-RetinaNet, RS-ATSS and RS-PAA
-    differ only in their ``assigner``, head, anchors and test settings (see configs/common/models/
-    rs_dense.py).
+    """A RetinaNet-style dense detector trained with a ranking loss (RS by default): RS-RetinaNet,
+    RS-ATSS and RS-PAA differ only in their ``assigner``, head, anchors and test settings (see
+    ``configs/common/models/rs_{retinanet,atss,paa}_fpn.py``).
 
-    Training (:meth:`losses`): one RS call over all images x anchors x classes of the batch (no
-    sampling). A positive anchor's GT-class entry has as target the IoU of its regressed box with
-    its GT, its other classes are negatives; every class of an ignored anchor is ignored. The box
-    loss is GIoU on the decoded boxes of the positives, weighted by their detached max-class
-    sigmoid score and rescaled to rank + sort. Losses: ``loss_dense_rank``, ``loss_dense_sort``,
-    ``loss_dense_box``.
+    Training (:meth:`losses`): one ranking-loss call over all images x anchors x classes of the
+    batch (no sampling). A positive anchor's GT-class entry has as target the IoU of its regressed
+    box with its GT, its other classes are negatives; every class of an ignored anchor is ignored.
+    The box loss is GIoU on the decoded boxes of the positives, weighted by their detached
+    max-class sigmoid score and by the ranking loss (RS: rescaled to rank + sort). Losses with RS:
+    ``loss_dense_rank``, ``loss_dense_sort``, ``loss_dense_box``.
 
     Inference: RetinaNet's (sigmoid scores, per-level top-k over score threshold, per-class NMS,
     no centerness / IoU factor), plus PAA's score voting when ``score_voting`` is on.
@@ -38,33 +39,28 @@ class RSRetinaNet(RetinaNet):
         self,
         *,
         assigner: Callable,
-        anchor_matcher=None,
-        delta: float = 0.5,
+        ranking_loss: Optional[RankingLoss] = None,
         score_voting: bool = False,
         score_voting_sigma: float = 0.025,
-        ranking_pool: str = "local",
         **kwargs,
     ):
         """
         Args:
             assigner: labels one image's anchors, see :mod:`rs_detectron2.modeling.assigners`
-                (``IoUAssigner`` for RS-RetinaNet, ``ATSSAssigner``, ``PAAAssigner``).
-            anchor_matcher: unused (the assigner replaces it); accepted so that RetinaNet
-                configs can be switched by changing ``_target_``.
-            delta: RS smoothing (0.5).
+                (``IoUAssigner`` for RS-RetinaNet, ``ATSSAssigner``, ``PAAAssigner``). It replaces
+                RetinaNet's ``anchor_matcher``, which must not be given.
+            ranking_loss: the ranking loss of the classifier and the weighting of the box loss
+                (default: :class:`RankSortLoss` with the paper's delta 0.5).
             score_voting: PAA's score voting at test time (RS-PAA).
             score_voting_sigma: its IoU weighting width (0.025).
-            ranking_pool: ``"local"`` (the authors' behaviour: each process ranks its own images)
-                or ``"global"`` (one pool over every process's images).
             kwargs: the other arguments of :class:`RetinaNet`; its focal-loss and smooth-L1
                 options do not apply.
         """
-        super().__init__(anchor_matcher=anchor_matcher, **kwargs)
+        super().__init__(anchor_matcher=None, **kwargs)
         self.assigner = assigner
-        self.delta = float(delta)
+        self.ranking_loss = RankSortLoss() if ranking_loss is None else ranking_loss
         self.score_voting = bool(score_voting)
         self.score_voting_sigma = float(score_voting_sigma)
-        self.ranking_pool = check_ranking_pool(ranking_pool)
 
     def forward_training(self, images, features, predictions, gt_instances):
         pred_logits, pred_anchor_deltas = self._transpose_dense_predictions(
@@ -142,8 +138,8 @@ class RSRetinaNet(RetinaNet):
             pred_logits: per-level (N, R_l, K) logits; pred_anchor_deltas: per-level (N, R_l, 4).
             gt_labels, gt_boxes: from :meth:`label_anchors`, per image (R,) and (R, 4).
         Returns:
-            ``loss_dense_rank`` (carries the RS gradient), ``loss_dense_sort`` (value only) and
-            ``loss_dense_box`` (GIoU rescaled to rank + sort).
+            the ranking loss's :meth:`~rs_detectron2.losses.RankingLoss.head_losses`, prefixed
+            ``loss_dense``.
         """
         labels = torch.stack(gt_labels)  # (N, R)
         logits = cat(pred_logits, dim=1).float()  # (N, R, K)
@@ -169,15 +165,8 @@ class RSRetinaNet(RetinaNet):
         storage.put_scalar("num_pos_anchors", pos_img.numel() / num_images)
         storage.put_scalar("num_ignored_anchors", (labels < 0).sum().item() / num_images)
 
-        return rs_detection_losses(
-            logits,
-            targets,
-            pred_boxes,
-            matched_gt,
-            box_weights,
-            prefix="loss_dense",
-            delta=self.delta,
-            ranking_pool=self.ranking_pool,
+        return self.ranking_loss.head_losses(
+            logits, targets, pred_boxes, matched_gt, box_weights, prefix="loss_dense"
         )
 
     def inference_single_image(

@@ -1,6 +1,6 @@
-"""RS-RPN: Detectron2's RPN trained with Rank & Sort loss on objectness (spec 3.1)."""
+"""RS-RPN: Detectron2's RPN trained with Rank & Sort loss on objectness (Oksuz et al. 2021)."""
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 
@@ -10,48 +10,41 @@ from detectron2.modeling.proposal_generator import RPN
 from detectron2.structures import Boxes
 from detectron2.utils.events import get_event_storage
 
-from ..rs_head_losses import check_ranking_pool, regression_quality, rs_detection_losses
+from ...losses import RankingLoss, RankSortLoss
+from ..quality import regression_quality
 
 __all__ = ["RSRPN"]
 
 
 class RSRPN(RPN):
-    """RPN whose losses are RS on objectness over every non-ignored anchor of every image in the
-    batch (no sampling), quality = IoU of the regressed anchor with its ground truth, and a
-    score-weighted GIoU box loss balanced to rank + sort. All three are multiplied by
-    ``loss_weight`` (0.2 in the paper). Proposal generation is unchanged.
+    """RPN whose objectness is trained with a ranking loss over every non-ignored anchor of every
+    image in the batch (no sampling), with quality = IoU of the regressed anchor with its ground
+    truth, and whose box loss is weighted by that ranking loss (RS: score-weighted GIoU balanced to
+    rank + sort). Every loss is multiplied by ``loss_weight`` (0.2 in the paper). Proposal
+    generation is unchanged.
 
-    Losses: ``loss_rpn_rank``, ``loss_rpn_sort``, ``loss_rpn_box``.
+    Losses with RS: ``loss_rpn_rank``, ``loss_rpn_sort``, ``loss_rpn_box``.
     """
 
     @configurable
     def __init__(
         self,
         *,
+        ranking_loss: Optional[RankingLoss] = None,
         loss_weight: float = 0.2,
-        delta: float = 0.5,
-        ranking_pool: str = "local",
         **kwargs,
     ):
         """
         Args:
-            loss_weight: multiplier of all three RPN losses (the paper's RPN head weight, 0.2).
-            delta: RS smoothing.
-            ranking_pool: ``"local"`` (the authors' behaviour: each process ranks its own images)
-                or ``"global"`` (one pool over every process's images).
+            ranking_loss: the ranking loss of objectness and the weighting of the box loss
+                (default: :class:`RankSortLoss` with the paper's delta 0.5).
+            loss_weight: multiplier of every RPN loss (the paper's RPN head weight, 0.2).
             kwargs: the arguments of :class:`detectron2.modeling.proposal_generator.RPN`;
                 ``batch_size_per_image`` and ``positive_fraction`` are unused (no sampling).
         """
         super().__init__(**kwargs)
+        self.ranking_loss = RankSortLoss() if ranking_loss is None else ranking_loss
         self.loss_weight = float(loss_weight)
-        self.delta = float(delta)
-        self.ranking_pool = check_ranking_pool(ranking_pool)
-
-    @classmethod
-    def from_config(cls, cfg, input_shape):
-        ret = super().from_config(cfg, input_shape)
-        ret["loss_weight"] = cfg.MODEL.RPN.LOSS_WEIGHT
-        return ret
 
     def _subsample_labels(self, label):
         """RS ranks every anchor: nothing is sampled away."""
@@ -84,14 +77,12 @@ class RSRPN(RPN):
         storage.put_scalar("rpn/num_pos_anchors", pos_img.numel() / num_images)
         storage.put_scalar("rpn/num_neg_anchors", (labels == 0).sum().item() / num_images)
 
-        losses = rs_detection_losses(
+        losses = self.ranking_loss.head_losses(
             logits,
             targets,
             pred_boxes,
             matched_gt,
             logits[pos_img, pos_anchor].detach().sigmoid(),
             prefix="loss_rpn",
-            delta=self.delta,
-            ranking_pool=self.ranking_pool,
         )
         return {k: v * self.loss_weight for k, v in losses.items()}

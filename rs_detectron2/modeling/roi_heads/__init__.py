@@ -1,5 +1,5 @@
-from .rs_fast_rcnn import BOX_SCORE_FIELD, RSFastRCNNOutputLayers
-from .rs_mask_head import RSMaskRCNNConvUpsampleHead, rs_mask_loss
+from .rs_fast_rcnn import RSFastRCNNOutputLayers
+from .rs_mask_head import BOX_SCORE_FIELD, RSMaskRCNNConvUpsampleHead, rs_mask_loss
 from .rs_roi_heads import RSCascadeROIHeads, RSStandardROIHeads, cap_instances
 
 __all__ = [

@@ -1,6 +1,6 @@
 """RS box predictor: a sigmoid K-way classifier (no background logit) trained with RS loss."""
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -12,34 +12,33 @@ from detectron2.modeling.roi_heads import FastRCNNOutputLayers
 from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
-from ..rs_head_losses import check_ranking_pool, regression_quality, rs_detection_losses
+from ...losses import RankingLoss, RankSortLoss
+from ..quality import regression_quality
 
-__all__ = ["RSFastRCNNOutputLayers", "BOX_SCORE_FIELD"]
-
-# Field set on each training proposal by RSFastRCNNOutputLayers.losses(): the detached max-class
-# sigmoid score of the proposal, which the RS mask head uses to weight its loss.
-BOX_SCORE_FIELD = "rs_box_scores"
+__all__ = ["RSFastRCNNOutputLayers"]
 
 
 class RSFastRCNNOutputLayers(FastRCNNOutputLayers):
-    """Fast R-CNN output layers of RS-R-CNN (spec 3.2): ``cls_score`` has K outputs (sigmoid per
-    class), the classifier is trained with RS over all RoIs x classes of the batch, with
-    quality = IoU of the RoI's regressed box (GT class) with its ground truth, and the box branch
-    with GIoU on decoded boxes weighted by the detached max-class score, balanced to rank + sort.
+    """Fast R-CNN output layers of RS-R-CNN (Oksuz et al. 2021, Sec. 5): ``cls_score`` has K
+    outputs (sigmoid per class), the classifier is trained with a ranking loss over all RoIs x
+    classes of the batch, with quality = IoU of the RoI's regressed box (GT class) with its ground
+    truth, and the box branch with GIoU on decoded boxes, weighted by the detached max-class score
+    and by the ranking loss (RS: balanced to rank + sort).
 
     At test time, scores are sigmoid(logits) with a zero background column appended, so the
-    standard ``fast_rcnn_inference`` applies. Losses: ``loss_rcnn_rank``, ``loss_rcnn_sort``,
-    ``loss_rcnn_box``.
+    standard ``fast_rcnn_inference`` applies.
     """
+
+    #: prefix of the loss names (``loss_rcnn_rank``, ``loss_rcnn_sort``, ``loss_rcnn_box`` with RS)
+    loss_prefix = "loss_rcnn"
 
     @configurable
     def __init__(
         self,
         input_shape,
         *,
-        delta: float = 0.5,
+        ranking_loss: Optional[RankingLoss] = None,
         test_score_thresh: float = 0.4,
-        ranking_pool: str = "local",
         **kwargs,
     ):
         """
@@ -47,25 +46,34 @@ class RSFastRCNNOutputLayers(FastRCNNOutputLayers):
             input_shape, kwargs: as :class:`FastRCNNOutputLayers`. ``box_reg_loss_type``,
                 ``smooth_l1_beta``, ``loss_weight``, ``use_sigmoid_ce`` and the federated-loss
                 options do not apply.
-            delta: RS smoothing.
+            ranking_loss: the ranking loss of the classifier and the weighting of the box loss
+                (default: :class:`RankSortLoss` with the paper's delta 0.5).
             test_score_thresh: 0.40 in the paper's COCO configs (0.05 gives 0.1-0.3 AP more).
-            ranking_pool: ``"local"`` (the authors' behaviour: each process ranks its own RoIs)
-                or ``"global"`` (one pool over every process's RoIs).
         """
         super().__init__(input_shape, test_score_thresh=test_score_thresh, **kwargs)
-        self.delta = float(delta)
-        self.ranking_pool = check_ranking_pool(ranking_pool)
+        self.ranking_loss = RankSortLoss() if ranking_loss is None else ranking_loss
         self.cls_score = nn.Linear(self.cls_score.in_features, self.num_classes)
         nn.init.normal_(self.cls_score.weight, std=0.01)
         nn.init.constant_(self.cls_score.bias, 0)
+
+    @staticmethod
+    def box_scores(predictions: Tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """(R,) detached max-class sigmoid score of each RoI: the weight of its box and mask
+        losses."""
+        scores = predictions[0].detach()
+        if scores.shape[1] == 0:
+            return scores.new_zeros(len(scores))
+        return scores.sigmoid().amax(dim=1)
 
     def losses(self, predictions, proposals: List[Instances]) -> Dict[str, torch.Tensor]:
         """
         Args:
             predictions: ``(scores (R, K), deltas (R, K*4) or (R, 4))`` from :meth:`forward`.
             proposals: per-image proposals with ``proposal_boxes``, ``gt_classes`` (K is
-                background, negative values are ignored) and ``gt_boxes``. Each also receives the
-                field ``rs_box_scores`` (R_i,): the detached max-class sigmoid score.
+                background, negative values are ignored) and ``gt_boxes``.
+        Returns:
+            the ranking loss's :meth:`~rs_detectron2.losses.RankingLoss.head_losses`, prefixed
+            ``loss_rcnn``.
         """
         scores, deltas = predictions
         num_rois, num_classes = scores.shape
@@ -79,9 +87,7 @@ class RSFastRCNNOutputLayers(FastRCNNOutputLayers):
             gt_classes = torch.zeros(0, dtype=torch.long, device=scores.device)
             proposal_boxes = gt_boxes = scores.new_zeros((0, 4))
 
-        box_scores = scores.detach().sigmoid().amax(dim=1) if num_classes else scores.new_zeros(0)
-        for p, s in zip(proposals, box_scores.split([len(p) for p in proposals])):
-            p.set(BOX_SCORE_FIELD, s)
+        box_scores = self.box_scores(predictions)
 
         fg = torch.nonzero((gt_classes >= 0) & (gt_classes < num_classes)).squeeze(1)
         fg_classes = gt_classes[fg]
@@ -98,15 +104,8 @@ class RSFastRCNNOutputLayers(FastRCNNOutputLayers):
         storage = get_event_storage()
         storage.put_scalar("rs_rcnn/num_fg_rois", fg.numel() / max(len(proposals), 1))
 
-        return rs_detection_losses(
-            scores,
-            targets,
-            pred_boxes,
-            gt_boxes[fg],
-            box_scores[fg],
-            prefix="loss_rcnn",
-            delta=self.delta,
-            ranking_pool=self.ranking_pool,
+        return self.ranking_loss.head_losses(
+            scores, targets, pred_boxes, gt_boxes[fg], box_scores[fg], prefix=self.loss_prefix
         )
 
     def predict_probs(

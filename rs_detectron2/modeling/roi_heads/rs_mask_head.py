@@ -1,4 +1,4 @@
-"""RS mask head: score-weighted Dice loss (spec 3.4); its balancing happens in the ROI heads."""
+"""RS mask head: score-weighted Dice loss (Oksuz et al. 2021, Sec. 5); balanced in the ROI heads."""
 
 from typing import List
 
@@ -9,9 +9,12 @@ from detectron2.modeling.roi_heads import MaskRCNNConvUpsampleHead
 from detectron2.structures import Instances
 
 from ...losses import dice_loss, weighted_mean
-from .rs_fast_rcnn import BOX_SCORE_FIELD
 
-__all__ = ["RSMaskRCNNConvUpsampleHead", "rs_mask_loss"]
+__all__ = ["BOX_SCORE_FIELD", "RSMaskRCNNConvUpsampleHead", "rs_mask_loss"]
+
+# Field of the training proposals holding each RoI's detached max-class box score, the weight of
+# its mask loss. RSStandardROIHeads sets it before the mask head runs.
+BOX_SCORE_FIELD = "rs_box_scores"
 
 
 def _mask_targets(instances: List[Instances], side: int, device) -> torch.Tensor:
@@ -30,23 +33,25 @@ def rs_mask_loss(mask_logits: torch.Tensor, instances: List[Instances]) -> torch
     Args:
         mask_logits: (R, C, M, M) mask logits, C = K (class-specific) or 1 (class-agnostic).
         instances: per-image foreground proposals (``proposal_boxes``, ``gt_classes``,
-            ``gt_masks``), R in total. Weights come from the field ``rs_box_scores`` set by
-            :class:`RSFastRCNNOutputLayers`; without it every RoI weighs 1.
+            ``gt_masks`` and the weights ``rs_box_scores``, set by :class:`RSStandardROIHeads`),
+            R in total.
     Returns:
         0-dim tensor: sum(w * dice) / sum(w), not yet balanced; 0 (attached) if R == 0.
     """
     if mask_logits.shape[0] == 0:
         return mask_logits.sum() * 0.0
+    if not all(inst.has(BOX_SCORE_FIELD) for inst in instances):
+        raise ValueError(
+            f"rs_mask_loss: the proposals lack the box scores ({BOX_SCORE_FIELD!r}) that weight "
+            "the mask loss; use RSMaskRCNNConvUpsampleHead inside RSStandardROIHeads"
+        )
     if mask_logits.shape[1] == 1:
         logits = mask_logits[:, 0]
     else:
         classes = cat([inst.gt_classes for inst in instances], dim=0)
         logits = mask_logits[torch.arange(len(classes), device=classes.device), classes]
     targets = _mask_targets(instances, mask_logits.shape[-1], mask_logits.device)
-    if all(inst.has(BOX_SCORE_FIELD) for inst in instances):
-        weights = cat([inst.get(BOX_SCORE_FIELD) for inst in instances], dim=0)
-    else:
-        weights = torch.ones(len(logits), device=logits.device)
+    weights = cat([inst.get(BOX_SCORE_FIELD) for inst in instances], dim=0)
     return weighted_mean(dice_loss(logits.float().sigmoid(), targets), weights.float())
 
 

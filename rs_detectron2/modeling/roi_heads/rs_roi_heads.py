@@ -10,7 +10,7 @@ from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
 from detectron2.modeling.roi_heads.roi_heads import select_foreground_proposals
 from detectron2.structures import Instances
 
-from ...losses import balance_to
+from .rs_mask_head import BOX_SCORE_FIELD
 
 __all__ = ["RSStandardROIHeads", "RSCascadeROIHeads", "cap_instances"]
 
@@ -31,32 +31,56 @@ def cap_instances(instances: List[Instances], max_total: int) -> List[Instances]
     device = instances[0].proposal_boxes.device if instances[0].has("proposal_boxes") else "cpu"
     keep = torch.zeros(total, dtype=torch.bool, device=device)
     keep[torch.randperm(total, device=device)[:max_total]] = True
-    return [x[k] for x, k in zip(instances, keep.split(sizes))]
+    return [x[k] for x, k in zip(instances, keep.split(sizes), strict=True)]
 
 
 class RSStandardROIHeads(StandardROIHeads):
     """StandardROIHeads for RS-Faster / RS-Mask R-CNN.
 
+    - Each training RoI's detached max-class box score is attached to it (field
+      ``rs_box_scores``) before the mask head runs: it weights the RoI's mask loss.
     - At most ``max_masks_per_batch`` random foreground RoIs (over the batch) train the mask head
       (200 in the paper).
-    - ``loss_rcnn_mask`` is rescaled every iteration so that its value equals
-      ``loss_rcnn_rank + loss_rcnn_sort`` (no gradient through the scale).
+    - The mask loss is weighted by the box predictor's ranking loss
+      (:meth:`~rs_detectron2.losses.RankingLoss.balance_auxiliary`; RS rescales it every iteration
+      so that its value equals ``loss_rcnn_rank + loss_rcnn_sort``).
     Sampling is controlled by the usual arguments: RS configs set ``batch_size_per_image`` so
-    large that every proposal is used.
+    large that every proposal is used. The box predictor must be an
+    :class:`RSFastRCNNOutputLayers`.
     """
 
     @configurable
     def __init__(self, *, max_masks_per_batch: int = 200, **kwargs):
         super().__init__(**kwargs)
+        if self.train_on_pred_boxes:
+            raise ValueError("RSStandardROIHeads does not support train_on_pred_boxes")
         self.max_masks_per_batch = int(max_masks_per_batch)
 
     def forward(self, images, features, proposals, targets=None):
-        results, losses = super().forward(images, features, proposals, targets)
-        if self.training and "loss_rcnn_mask" in losses and "loss_rcnn_rank" in losses:
-            losses["loss_rcnn_mask"] = balance_to(
-                losses["loss_rcnn_mask"], losses["loss_rcnn_rank"] + losses["loss_rcnn_sort"]
-            )
-        return results, losses
+        if not self.training:
+            return super().forward(images, features, proposals, targets)
+        if not targets:
+            raise ValueError("RSStandardROIHeads needs the targets during training")
+        proposals = self.label_and_sample_proposals(proposals, targets)
+        box_losses = self._forward_box(features, proposals)
+        losses = dict(box_losses)
+        for name, loss in self._forward_mask(features, proposals).items():
+            losses[name] = self.box_predictor.ranking_loss.balance_auxiliary(loss, box_losses)
+        losses.update(self._forward_keypoint(features, proposals))
+        return proposals, losses
+
+    def _forward_box(self, features, proposals):
+        if not self.training:
+            return super()._forward_box(features, proposals)
+        features = [features[f] for f in self.box_in_features]
+        box_features = self.box_pooler(features, [x.proposal_boxes for x in proposals])
+        predictions = self.box_predictor(self.box_head(box_features))
+        scores = self.box_predictor.box_scores(predictions)
+        for image_proposals, image_scores in zip(
+            proposals, scores.split([len(p) for p in proposals]), strict=True
+        ):
+            image_proposals.set(BOX_SCORE_FIELD, image_scores)
+        return self.box_predictor.losses(predictions, proposals)
 
     def _forward_mask(self, features, instances):
         if self.training and self.mask_on:
@@ -66,7 +90,7 @@ class RSStandardROIHeads(StandardROIHeads):
 
 
 class RSCascadeROIHeads(CascadeROIHeads):
-    """CascadeROIHeads for RS-Cascade R-CNN (spec 3.3).
+    """CascadeROIHeads for RS-Cascade R-CNN (Oksuz et al. 2021, Sec. 5).
 
     - The stages' box features are not gradient-scaled by 1 / num_stages (Detectron2 does this;
       the authors' mmdet code does not), and stage losses are summed with weight 1.
@@ -87,11 +111,11 @@ class RSCascadeROIHeads(CascadeROIHeads):
         image_sizes = [x.image_size for x in proposals]
         logit_sum = None
         for stage in range(self.num_cascade_stages):
-            if stage > 0:
-                proposals = self._create_proposals_from_boxes(boxes, image_sizes)
             predictions = self._run_stage(features, proposals, stage)
             boxes = self.box_predictor[stage].predict_boxes(predictions, proposals)
             logit_sum = predictions[0] if logit_sum is None else logit_sum + predictions[0]
+            if stage + 1 < self.num_cascade_stages:
+                proposals = self._create_proposals_from_boxes(boxes, image_sizes)
         predictor = self.box_predictor[-1]
         mean_logits = logit_sum / self.num_cascade_stages
         scores = predictor.predict_probs((mean_logits, predictions[1]), proposals)

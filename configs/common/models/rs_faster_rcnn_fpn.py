@@ -1,0 +1,5 @@
+# RS-Faster R-CNN R-50-FPN: RS-Mask R-CNN without its mask branch (as the stock Faster R-CNN is the
+# stock Mask R-CNN without it).
+from .rs_mask_rcnn_fpn import model
+
+model.roi_heads.update(mask_in_features=None, mask_pooler=None, mask_head=None)
