@@ -1,12 +1,15 @@
 """Datasets for rs_detectron2: the synthetic long-tailed shapes dataset (COCO and LVIS formats),
-user datasets given as COCO/LVIS json (``--dataset NAME:JSON:ROOT``), ground-truth sanitising and
-the training-data builders used by the configs."""
+user datasets given as COCO/LVIS json (``--dataset NAME:JSON:ROOT``), the dataset checks that
+``python -m rs_detectron2.data.check`` runs, ground-truth sanitising and the training-data builders
+used by the configs."""
 
+from .annotations import AnnotationReport, UserDatasetError
 from .build import (
     build_repeat_factor_train_loader,
     get_training_dataset_dicts,
     repeat_factor_sampler,
 )
+from .findings import Finding, exit_code, format_findings
 from .sanitize import SANITIZE_REASONS, annotation_problem, sanitize_dataset_dicts
 from .shapes import (
     SHAPES_CLASSES,
@@ -20,20 +23,38 @@ from .shapes import (
     shapes_root,
 )
 from .user_datasets import (
-    UserDatasetError,
+    add_dataset_argument,
     parse_dataset_spec,
     register_user_dataset,
     register_user_datasets,
 )
+from .validate import (
+    MASK_FORMAT_KEY,
+    ConfigFacts,
+    check_dataset,
+    config_facts,
+    dataset_names_from_config,
+    required_mask_format,
+)
 
 __all__ = [
+    "MASK_FORMAT_KEY",
     "SANITIZE_REASONS",
     "SHAPES_CLASSES",
     "SHAPES_DATASET_NAMES",
     "SHAPES_DEFAULTS",
+    "AnnotationReport",
+    "ConfigFacts",
+    "Finding",
     "UserDatasetError",
+    "add_dataset_argument",
     "annotation_problem",
     "build_repeat_factor_train_loader",
+    "check_dataset",
+    "config_facts",
+    "dataset_names_from_config",
+    "exit_code",
+    "format_findings",
     "frequency_group",
     "frequency_thresholds",
     "generate_shapes",
@@ -43,6 +64,7 @@ __all__ = [
     "register_user_dataset",
     "register_user_datasets",
     "repeat_factor_sampler",
+    "required_mask_format",
     "sanitize_dataset_dicts",
     "shapes_class_frequencies",
     "shapes_root",

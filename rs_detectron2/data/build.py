@@ -3,7 +3,8 @@ loads its dataset once.
 
 * :func:`get_training_dataset_dicts` is Detectron2's ``get_detection_dataset_dicts`` followed by
   :func:`~rs_detectron2.data.sanitize.sanitize_dataset_dicts` and then (as Detectron2 does) the
-  removal of images without a usable annotation. Every training dataset of ``configs/`` goes through it.
+  removal of images without a usable annotation. Every training dataset of ``configs/`` goes
+  through it.
 * :func:`build_repeat_factor_train_loader` computes LVIS repeat factors from the dataset dicts it is
   given and builds the loader from that same list. Detectron2's LazyConfig recipe
   (``dataset_dicts="${dataloader.train.dataset}"``) instantiates the dataset node twice, i.e. parses
@@ -83,7 +84,7 @@ def get_training_dataset_dicts(
         check_consistency=False,
     )
     if not isinstance(dicts, list):
-        logger.warning("%s is not a list of dataset dicts: not sanitised.", names)
+        logger.warning(f"{names} is not a list of dataset dicts: not sanitised.")
         return dicts
     has_instances = len(dicts) > 0 and "annotations" in dicts[0]
     if sanitize and has_instances:
@@ -95,7 +96,7 @@ def get_training_dataset_dicts(
     if min_keypoints > 0 and has_instances:
         dicts = filter_images_with_few_keypoints(dicts, min_keypoints)
     if not dicts:
-        raise ValueError("No training image with a usable annotation in {}.".format(names))
+        raise ValueError(f"No training image with a usable annotation in {names}.")
     if check_consistency and has_instances:
         classes = MetadataCatalog.get(names[0]).get("thing_classes")
         if classes is not None:
@@ -134,11 +135,8 @@ def repeat_factor_sampler(
         dataset_dicts, repeat_thresh, sqrt=sqrt
     )
     logger.info(
-        "Repeat factors (threshold %g): %d of %d images repeated, %.1f images per epoch.",
-        repeat_thresh,
-        int((factors > 1).sum()),
-        len(factors),
-        float(factors.sum()),
+        f"Repeat factors (threshold {repeat_thresh:g}): {int((factors > 1).sum())} of "
+        f"{len(factors)} images repeated, {float(factors.sum()):.1f} images per epoch."
     )
     return RepeatFactorTrainingSampler(factors, seed=seed, shuffle=shuffle)
 
@@ -173,9 +171,8 @@ def build_repeat_factor_train_loader(
     """
     if not isinstance(dataset, list):
         raise TypeError(
-            "build_repeat_factor_train_loader needs a list of dataset dicts, got {}".format(
-                type(dataset).__name__
-            )
+            "build_repeat_factor_train_loader needs a list of dataset dicts, got "
+            f"{type(dataset).__name__}"
         )
     sampler = repeat_factor_sampler(dataset, repeat_thresh, sqrt=repeat_sqrt, seed=seed)
     return build_detection_train_loader(

@@ -137,6 +137,7 @@ def sanitize_dataset_dicts(
     *,
     min_box_size: float = 0.0,
     dataset_name: str = "",
+    log: bool = True,
 ) -> Tuple[List[dict], Dict[str, int]]:
     """Remove degenerate annotations (see the module docstring for the rules) from dataset dicts.
 
@@ -147,6 +148,7 @@ def sanitize_dataset_dicts(
             the category check.
         min_box_size: box sides ``<=`` this many pixels count as zero area (default 0).
         dataset_name: used in the log message only.
+        log: log the counts (the dataset check reports them itself).
 
     Returns:
         ``(dicts, counts)``: a new list with one record per input record (none is dropped, even if
@@ -185,22 +187,22 @@ def sanitize_dataset_dicts(
         out.append(record)
 
     total = sum(counts[r] for r in SANITIZE_REASONS)
-    where = " of '{}'".format(dataset_name) if dataset_name else ""
-    if total or counts["polygons_removed"]:
-        details = ", ".join(
-            "{} {}{}".format(
-                v, k, " (first in image {})".format(examples[k]) if k in examples else ""
-            )
-            for k, v in counts.items()
-            if v
-        )
-        logger.warning(
-            "Sanitised the ground truth%s: dropped %d of %d annotations: %s.",
-            where,
-            total,
-            sum(len(d.get("annotations", ())) for d in dataset_dicts),
-            details,
-        )
-    else:
-        logger.info("Ground truth%s: no degenerate annotation found.", where)
+    if log:
+        _log_counts(counts, examples, total, dataset_dicts, dataset_name)
     return out, dict(counts)
+
+
+def _log_counts(counts, examples, total: int, dataset_dicts, dataset_name: str) -> None:
+    where = f" of '{dataset_name}'" if dataset_name else ""
+    if not (total or counts["polygons_removed"]):
+        logger.info(f"Ground truth{where}: no degenerate annotation found.")
+        return
+    details = ", ".join(
+        f"{v} {k}" + (f" (first in image {examples[k]})" if k in examples else "")
+        for k, v in counts.items()
+        if v
+    )
+    num = sum(len(d.get("annotations", ())) for d in dataset_dicts)
+    logger.warning(
+        f"Sanitised the ground truth{where}: dropped {total} of {num} annotations: {details}."
+    )
