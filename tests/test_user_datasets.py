@@ -11,10 +11,10 @@ import sys
 import uuid
 
 import pytest
+from eval_helpers import evaluate_ground_truth
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from eval_helpers import evaluate_ground_truth
 from rs_detectron2.data import (
     SHAPES_CLASSES,
     UserDatasetError,
