@@ -291,6 +291,14 @@ def _check_image_records(rep: AnnotationReport, images: list, check_files: bool)
                     count=len(lacking),
                     code="lvis_image_lists",
                 )
+    _locate_files(rep, images)
+    if check_files:
+        _check_files_exist(rep, len(images))
+    return True
+
+
+def _locate_files(rep: AnnotationReport, images: list) -> None:
+    """Fill ``rep.image_paths``; an error for images that name no file."""
     nofile = []
     for im in images:
         p = image_file(im, rep.image_root, rep.format)
@@ -307,9 +315,6 @@ def _check_image_records(rep: AnnotationReport, images: list, check_files: bool)
             count=len(nofile),
             code="image_no_file",
         )
-    if check_files:
-        _check_files_exist(rep, len(images))
-    return True
 
 
 def _check_files_exist(rep: AnnotationReport, num_images: int) -> None:

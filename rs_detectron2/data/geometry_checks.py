@@ -181,37 +181,8 @@ def _mask_outside_fix(col: _Collector) -> str:
     return "recompute each 'bbox' from its mask, or fix the mask coordinates (pixels)"
 
 
-def check_geometry(
-    images: Dict[int, ImageRecord],
-    annotations: Sequence[dict],
-    *,
-    dataset: str = "",
-    where: str = "",
-) -> List[Finding]:
-    """Check every annotation's box and mask against its image and against each other.
-
-    Args:
-        images: image id -> :class:`ImageRecord` (declared height and width).
-        annotations: COCO-format annotations (``id``, ``image_id``, ``bbox`` as ``[x, y, width,
-            height]`` in pixels, optional ``segmentation`` and ``iscrowd``); annotations of
-            unknown images and annotations the sanitiser drops are skipped.
-        dataset, where: dataset name and file (or name) used in the findings' messages.
-
-    Returns:
-        list of Finding: one per kind of problem (see the module docstring), with the count, up to
-        five examples (annotation id, image file, the numbers) and the fix.
-    """
-    col = _Collector(dataset, where or dataset)
-    for ann in annotations:
-        image = images.get(ann.get("image_id"))
-        if image is None or annotation_problem(ann, None)[0] is not None:
-            continue
-        x, y, bw, bh = (float(v) for v in ann["bbox"])
-        box = (x, y, x + bw, y + bh)
-        if not ann.get("iscrowd"):
-            _check_box(col, ann.get("id"), image, box)
-        if ann.get("segmentation"):
-            _check_mask(col, ann, image, box)
+def _grouped_findings(col: _Collector) -> List[Finding]:
+    """One finding per kind collected, in a fixed order, with its severity and fix."""
     out = col.finding(
         "box_outside_image",
         ERROR,
@@ -247,3 +218,37 @@ def check_geometry(
         "encode each mask at its image's size",
     )
     return out
+
+
+def check_geometry(
+    images: Dict[int, ImageRecord],
+    annotations: Sequence[dict],
+    *,
+    dataset: str = "",
+    where: str = "",
+) -> List[Finding]:
+    """Check every annotation's box and mask against its image and against each other.
+
+    Args:
+        images: image id -> :class:`ImageRecord` (declared height and width).
+        annotations: COCO-format annotations (``id``, ``image_id``, ``bbox`` as ``[x, y, width,
+            height]`` in pixels, optional ``segmentation`` and ``iscrowd``); annotations of
+            unknown images and annotations the sanitiser drops are skipped.
+        dataset, where: dataset name and file (or name) used in the findings' messages.
+
+    Returns:
+        list of Finding: one per kind of problem (see the module docstring), with the count, up to
+        five examples (annotation id, image file, the numbers) and the fix.
+    """
+    col = _Collector(dataset, where or dataset)
+    for ann in annotations:
+        image = images.get(ann.get("image_id"))
+        if image is None or annotation_problem(ann, None)[0] is not None:
+            continue
+        x, y, bw, bh = (float(v) for v in ann["bbox"])
+        box = (x, y, x + bw, y + bh)
+        if not ann.get("iscrowd"):
+            _check_box(col, ann.get("id"), image, box)
+        if ann.get("segmentation"):
+            _check_mask(col, ann, image, box)
+    return _grouped_findings(col)
