@@ -13,10 +13,20 @@ one is visible, else CPU. On CPU, ``--num-gpus N`` starts N processes with the G
 Training stops with an error naming the iteration and the loss term at the first NaN or infinite
 loss (or RS logit), before that step changes the weights. With ``train.seed`` >= 0, a run resumed
 with ``--resume`` from a periodic checkpoint continues the data order and random draws exactly.
+
+Before any model is built, every start checks (``--skip-checks`` skips these): that the override
+keys exist and their values have the right type, that the training datasets are registered and
+have as many classes as the model, the data itself (``--check-images`` sets how many images are
+decoded), and RLE masks (the mask format then becomes ``bitmask``). Exit status 2: the command line
+or config cannot work; 1: the data or the weights cannot be used. ``--eval-only`` refuses to run
+without weights or with weights that do not match the model (``--allow-partial-weights``), and
+``--overwrite`` renames the earlier run's folder to ``OUTPUT_DIR.old-<time>`` first.
 """
 
+import dataclasses
 import logging
 import os
+import sys
 
 import torch
 
@@ -35,19 +45,39 @@ from detectron2.utils import comm
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
 from detectron2.utils.logger import setup_logger
 
-from rs_detectron2.data import register_shapes, register_user_datasets
+from rs_detectron2.data import (
+    UserDatasetError,
+    add_dataset_argument,
+    config_facts,
+    register_shapes,
+    register_user_datasets,
+)
 from rs_detectron2.engine import (
     AtomicCheckpointer,
+    ClipGradNorm,
     FiniteLossGuard,
     NonFiniteLossError,
     ReseedEveryPeriod,
     existing_checkpoint,
-    give_loader_own_generator,
     iteration_seed,
-    skip_consumed_samples,
+    move_run_aside,
+    start_train_loader_at,
+)
+from rs_detectron2.engine.validate import (
+    ConfigError,
+    DataError,
+    check_class_count,
+    check_data,
+    check_datasets_registered,
+    check_eval_weights,
+    check_overrides,
+    mask_format_override,
 )
 
 logger = logging.getLogger("rs_detectron2")
+
+# Images decoded per training dataset by the start-up check with --check-images sample.
+IMAGE_SAMPLE = 100
 
 
 def do_test(cfg, model):
@@ -112,9 +142,13 @@ def do_train(args, cfg):
     # The data loader is attached once the start iteration is known (after resume_or_load).
     trainer = trainer_cls(FiniteLossGuard(model), None, optimizer)
     checkpointer = AtomicCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    clip = cfg.train.get("clip_gradients") or {}
     trainer.register_hooks(
         [
             hooks.IterationTimer(),
+            ClipGradNorm(clip["max_norm"], clip.get("norm_type", 2.0))
+            if clip.get("max_norm") is not None
+            else None,
             ReseedEveryPeriod(seed, cfg.train.checkpointer.period),
             hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
             hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
@@ -130,12 +164,12 @@ def do_train(args, cfg):
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
     start_iter = trainer.iter + 1 if args.resume and checkpointer.has_checkpoint() else 0
     images_per_process = cfg.dataloader.train.total_batch_size // comm.get_world_size()
-    train_loader = skip_consumed_samples(
-        instantiate(cfg.dataloader.train), start_iter * images_per_process
+    start_train_loader_at(
+        cfg.dataloader.train,
+        start_iter * images_per_process,
+        iteration_seed(seed, comm.get_rank(), start_iter) if seed >= 0 else None,
     )
-    if seed >= 0:
-        give_loader_own_generator(train_loader, iteration_seed(seed, comm.get_rank(), start_iter))
-    trainer.data_loader = train_loader
+    trainer.data_loader = instantiate(cfg.dataloader.train)
     trainer.train(start_iter, cfg.train.max_iter)
 
 
@@ -151,13 +185,65 @@ def check_output_dir(cfg, args):
         )
 
 
-def main(args):
+def load_config(args):
+    """The config of ``args.config_file`` with the ``KEY=VALUE`` overrides of ``args.opts``;
+    unless ``args.skip_checks``, the overrides are checked first (:func:`check_overrides`)."""
     cfg = LazyConfig.load(args.config_file)
-    cfg = LazyConfig.apply_overrides(cfg, args.opts)
+    if not args.skip_checks:
+        check_overrides(cfg, args.opts)
+    return LazyConfig.apply_overrides(cfg, args.opts)
+
+
+def start_up_checks(cfg, args):
+    """The checks of one start, run once before the training processes are launched.
+
+    Returns:
+        Overrides to add to ``args.opts`` (the mask format RLE masks need).
+    Raises:
+        ConfigError, DataError: see :mod:`rs_detectron2.engine.validate`.
+    """
+    if args.eval_only:
+        check_eval_weights(cfg.train.init_checkpoint)
+    if args.skip_checks or args.eval_only:
+        return []
+    facts = config_facts(args.config_file, args.opts)
+    check_datasets_registered(facts.train_names)
+    check_class_count(facts)
+    fix = mask_format_override(facts)
+    if fix:
+        facts = dataclasses.replace(facts, mask_format="bitmask")
+    report = check_data(facts, args.check_images, IMAGE_SAMPLE)
+    if report:
+        print(report, file=sys.stderr)
+    if not fix:
+        return []
+    print(
+        f"The training data has RLE masks, which Detectron2 loads only as bitmasks: training with "
+        f"{fix}",
+        file=sys.stderr,
+    )
+    return [fix]
+
+
+def load_weights_for_eval(model, args, cfg):
+    """Load ``train.init_checkpoint``; unless ``--allow-partial-weights``, weights that do not
+    match the model (missing, unexpected or reshaped keys) stop the run."""
+    checkpointer = AtomicCheckpointer(model)
+    checkpointer.load(cfg.train.init_checkpoint)
+    problems = checkpointer.incompatible_keys()
+    if problems and not args.allow_partial_weights:
+        details = "\n  ".join(problems)
+        raise SystemExit(
+            f"--eval-only: {cfg.train.init_checkpoint} does not match the model of "
+            f"{args.config_file}:\n  {details}\nIs it a checkpoint of this config? Pass "
+            "--allow-partial-weights to evaluate anyway."
+        )
+
+
+def main(args):
+    cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
     register_shapes()
     register_user_datasets(args.dataset)
-    check_device(cfg)
-    check_output_dir(cfg, args)
     default_setup(cfg, args)
     setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="rs_detectron2")
 
@@ -165,7 +251,7 @@ def main(args):
         model = instantiate(cfg.model)
         model.to(cfg.train.device)
         model = wrap_ddp(model, cfg)
-        AtomicCheckpointer(model).load(cfg.train.init_checkpoint)
+        load_weights_for_eval(model, args, cfg)
         return do_test(cfg, model)
     try:
         do_train(args, cfg)
@@ -182,21 +268,61 @@ def argument_parser():
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="start a new run even if train.output_dir holds checkpoints of an earlier one",
+        help="start a new run even if train.output_dir holds an earlier one; that folder is first "
+        "renamed to OUTPUT_DIR.old-<time>",
     )
     parser.add_argument(
-        "--dataset",
-        action="append",
-        default=[],
-        metavar="NAME:JSON:IMAGE_ROOT",
-        help="register a COCO- or LVIS-format annotation file as dataset NAME (repeatable); use it "
-        "with dataloader.train.dataset.names=NAME / dataloader.test.dataset.names=NAME",
+        "--skip-checks",
+        action="store_true",
+        help="skip the start-up checks of the overrides, class counts, masks and data",
     )
+    parser.add_argument(
+        "--check-images",
+        choices=("none", "sample", "all"),
+        default="sample",
+        help=f"images the start-up data check opens and decodes: none, a sample of {IMAGE_SAMPLE} "
+        "per training dataset (default), or all",
+    )
+    parser.add_argument(
+        "--allow-partial-weights",
+        action="store_true",
+        help="with --eval-only, evaluate even if the checkpoint's keys do not match the model",
+    )
+    add_dataset_argument(parser)
     return parser
 
 
+def prepare(args):
+    """Everything one start does once, before the training processes are launched: load and check
+    the config, register the datasets, run the start-up checks, move an earlier run aside.
+
+    Returns:
+        ``args``, with the overrides the checks add appended to ``args.opts``.
+    Raises:
+        SystemExit: with the message of a failed check (status 2: command line or config; 1: data).
+    """
+    try:
+        cfg = load_config(args)
+        register_shapes()
+        register_user_datasets(args.dataset)
+        check_device(cfg)
+        check_output_dir(cfg, args)
+        args.opts = list(args.opts) + start_up_checks(cfg, args)
+    except ConfigError as e:
+        print(f"train_net.py: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from e
+    except (DataError, UserDatasetError) as e:
+        print(f"train_net.py: error: {e}", file=sys.stderr)
+        raise SystemExit(1) from e
+    if args.overwrite and not (args.resume or args.eval_only) and args.machine_rank == 0:
+        moved = move_run_aside(cfg.train.output_dir)
+        if moved:
+            print(f"--overwrite: the earlier run in {cfg.train.output_dir} is now in {moved}")
+    return args
+
+
 def invoke_main() -> None:
-    args = argument_parser().parse_args()
+    args = prepare(argument_parser().parse_args())
     launch(
         main,
         args.num_gpus,

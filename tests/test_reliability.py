@@ -1,17 +1,18 @@
-"""Nothing lost: non-finite losses stop training before the step, checkpoints stay good, a run killed
-after a checkpoint resumes into exactly the iterations the uninterrupted run had, and several
+"""Nothing lost: non-finite losses stop training before the step, checkpoints stay good, a run
+killed after a checkpoint resumes into exactly the iterations the uninterrupted run had, and several
 processes (Gloo on CPU) train through train_net.py's launcher."""
 
 import itertools
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
+from test_train_e2e import REPO, read_metrics, run_train_net, train_net_cmd
 
 from detectron2.engine import SimpleTrainer, hooks
 from detectron2.utils.events import EventStorage
@@ -22,14 +23,8 @@ from rs_detectron2.engine import (
     NonFiniteLossError,
     existing_checkpoint,
 )
-from rs_detectron2.engine.resume import (
-    SkippingSampler,
-    give_loader_own_generator,
-    skip_consumed_samples,
-)
+from rs_detectron2.engine.resume import SkippingSampler, start_train_loader_at
 from rs_detectron2.losses import RankSortLoss
-
-from test_train_e2e import REPO, read_metrics, run_train_net, train_net_cmd
 
 TINY_FASTER = "configs/quick_schedules/rs_faster_rcnn_tiny.py"
 
@@ -108,6 +103,8 @@ def test_guard_passes_finite_losses_and_eval_outputs_through():
 
 
 def test_skipping_sampler_drops_exactly_the_consumed_prefix():
+    from detectron2.config import LazyCall as L
+    from detectron2.config import instantiate
     from detectron2.data import build_detection_train_loader
     from detectron2.data.samplers import TrainingSampler
 
@@ -115,28 +112,44 @@ def test_skipping_sampler_drops_exactly_the_consumed_prefix():
     skipped = list(itertools.islice(iter(SkippingSampler(TrainingSampler(10, seed=3), 13)), 27))
     assert skipped == base[13:]
 
-    data = [{"i": i, "width": 4, "height": 4} for i in range(10)]
+    def dataset():
+        return [{"i": i, "width": 4, "height": 4} for i in range(10)]
 
-    def loader():
-        return build_detection_train_loader(
-            data, mapper=lambda d: d, sampler=TrainingSampler(10, seed=3), total_batch_size=2
+    def node(**kw):
+        return L(build_detection_train_loader)(
+            dataset=L(dataset)(), mapper=lambda d: d, total_batch_size=2, **kw
         )
 
-    def ids(batches):
-        return [[d["i"] for d in batch] for batch in batches]
+    def ids(loader, n):
+        return [[d["i"] for d in batch] for batch in itertools.islice(iter(loader), n)]
 
-    full = ids(itertools.islice(iter(loader()), 6))
-    resumed = ids(itertools.islice(iter(skip_consumed_samples(loader(), 2 * 2)), 4))
-    assert resumed == full[2:]
-    assert full[:2] != full[2:4]  # the skip is visible (not a constant stream)
-    with pytest.raises(ValueError, match="no sampler"):
-        skip_consumed_samples(object(), 4)
+    # the start is set in the config, before the loader is built: with the config's sampler and
+    # with the TrainingSampler Detectron2 builds (its seed drawn from numpy, as in train_net)
+    for sampler in (L(TrainingSampler)(size=10, seed=3), None):
+        np.random.seed(0)
+        full = ids(instantiate(node(sampler=sampler)), 6)
+        cfg = node(sampler=sampler)
+        np.random.seed(0)
+        start_train_loader_at(cfg, 2 * 2)
+        assert isinstance(cfg.sampler, SkippingSampler)
+        assert ids(instantiate(cfg), 4) == full[2:]
+        assert full[:2] != full[2:4]  # the skip is visible (not a constant stream)
+
+    # builders with a `sampler_start` argument get it; others cannot resume
+    def with_start(dataset, *, sampler_start=0, loader_seed=None):
+        return sampler_start, loader_seed
+
+    cfg = L(with_start)(dataset=[])
+    start_train_loader_at(cfg, 6, loader_seed=9)
+    assert instantiate(cfg) == (6, 9)
+    with pytest.raises(ValueError, match="sampler_start"):
+        start_train_loader_at(L(lambda dataset: None)(dataset=[]), 4)
 
     # starting the loader draws from the global torch RNG, unless it has its own generator
-    for own, expect_untouched in ((False, False), (True, True)):
-        lo = loader()
-        if own:
-            assert give_loader_own_generator(lo, 5) == 1
+    for loader_seed, expect_untouched in ((None, False), (5, True)):
+        cfg = node(sampler=L(TrainingSampler)(size=10, seed=3))
+        start_train_loader_at(cfg, 0, loader_seed=loader_seed)
+        lo = instantiate(cfg)
         torch.manual_seed(0)
         untouched = torch.rand(3)
         torch.manual_seed(0)
@@ -218,8 +231,9 @@ def test_diverging_run_names_iteration_and_term_and_keeps_a_good_checkpoint(tmp_
     assert proc.returncode != 0, "a learning rate of 1e6 did not diverge in 30 iterations"
     tail = proc.stderr[-4000:]
     assert "iteration" in tail and "Last good checkpoint" in tail, tail
-    assert ("non-finite loss: loss_" in tail or "_rank: rank_sort_loss" in tail
-            or "not saving" in tail), tail
+    assert (
+        "non-finite loss: loss_" in tail or "_rank: rank_sort_loss" in tail or "not saving" in tail
+    ), tail
     last = existing_checkpoint(out)
     if last is not None:  # every checkpoint that was written is finite
         state = torch.load(last, weights_only=False)["model"]
@@ -243,9 +257,17 @@ def test_diverging_run_names_iteration_and_term_and_keeps_a_good_checkpoint(tmp_
             ["model.proposal_generator.ranking_loss.pool"],
             ["loss_rpn_rank", "loss_rcnn_rank_stage2", "loss_rcnn_box_stage2"],
         ),
-        ("configs/quick_schedules/rs_retinanet_tiny.py", ["model.ranking_loss.pool"], ["loss_dense_rank"]),
+        (
+            "configs/quick_schedules/rs_retinanet_tiny.py",
+            ["model.ranking_loss.pool"],
+            ["loss_dense_rank"],
+        ),
         ("configs/quick_schedules/rs_atss_tiny.py", [], ["loss_dense_rank", "loss_dense_box"]),
-        ("configs/quick_schedules/rs_paa_tiny.py", ["model.ranking_loss.pool"], ["loss_dense_rank"]),
+        (
+            "configs/quick_schedules/rs_paa_tiny.py",
+            ["model.ranking_loss.pool"],
+            ["loss_dense_rank"],
+        ),
     ],
 )
 def test_two_processes_train_every_rs_model(tmp_path, config, pool_keys, loss_keys):
@@ -285,9 +307,7 @@ def test_amp_on_cpu_gives_a_clear_message():
         train_net.check_device(cfg)
 
 
-@pytest.mark.parametrize(
-    "config", [TINY_FASTER, "configs/quick_schedules/rs_mask_rcnn_tiny.py"]
-)
+@pytest.mark.parametrize("config", [TINY_FASTER, "configs/quick_schedules/rs_mask_rcnn_tiny.py"])
 def test_rs_losses_are_float32_and_finite_under_autocast(config):
     """Mixed precision: with a low-precision forward (bfloat16 CPU autocast standing in for CUDA
     float16) every RS loss comes out in float32, finite, and backpropagates finite gradients."""

@@ -1,7 +1,9 @@
-"""Checkpoints that are never left half-written."""
+"""Checkpoints that are never left half-written, weights that load completely or not at all, and
+one run per output folder."""
 
 import os
-from typing import Optional
+import time
+from typing import List, Optional
 
 import torch
 
@@ -9,7 +11,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 
 from .guard import NonFiniteLossError
 
-__all__ = ["AtomicCheckpointer", "existing_checkpoint"]
+__all__ = ["AtomicCheckpointer", "existing_checkpoint", "move_run_aside"]
 
 
 def _is_local(path: str) -> bool:
@@ -47,7 +49,36 @@ class AtomicCheckpointer(DetectionCheckpointer):
     temporary file and renamed into place, so a run killed at any moment leaves either the previous
     checkpoint or the new one, never a truncated file. Remote (``scheme://``) save dirs fall back
     to Detectron2's behaviour.
+
+    After :meth:`load`, :meth:`incompatible_keys` says which weights did not match the model.
     """
+
+    last_incompatible = None  # fvcore's _IncompatibleKeys of the last load, None before any
+
+    def _load_model(self, checkpoint):
+        # Detectron2 only logs the keys that did not load; keep them so the caller can refuse.
+        self.last_incompatible = super()._load_model(checkpoint)
+        return self.last_incompatible
+
+    def incompatible_keys(self) -> List[str]:
+        """Lines describing the weights of the last :meth:`load` that did not match the model:
+        model keys missing from the checkpoint, checkpoint keys the model does not have, and
+        keys whose shapes differ (those are not loaded). Empty when everything matched."""
+        inc = self.last_incompatible
+        if inc is None:
+            return []
+        reshaped = {k for k, _, _ in inc.incorrect_shapes}  # fvcore also lists them as missing
+        shapes = [f"{k} {tuple(a)} vs model {tuple(b)}" for k, a, b in inc.incorrect_shapes]
+        lines = []
+        for what, keys in (
+            ("missing from the checkpoint", [k for k in inc.missing_keys if k not in reshaped]),
+            ("not in the model", inc.unexpected_keys),
+            ("with another shape", shapes),
+        ):
+            if keys:
+                shown = ", ".join(list(keys)[:5]) + (", ..." if len(keys) > 5 else "")
+                lines.append(f"{len(keys)} keys {what}: {shown}")
+        return lines
 
     def save(self, name: str, **kwargs) -> None:
         """Save ``name``.pth atomically; refuses (NonFiniteLossError) to save non-finite weights,
@@ -79,3 +110,22 @@ def existing_checkpoint(output_dir: str) -> Optional[str]:
         return None
     with open(tag) as f:
         return os.path.join(output_dir, f.read().strip())
+
+
+def move_run_aside(output_dir: str) -> Optional[str]:
+    """Rename a non-empty ``output_dir`` to ``<output_dir>.old-<YYYYmmdd-HHMMSS>`` (a free name)
+    so that a new run starts in an empty folder: no checkpoints, ``last_checkpoint``,
+    ``metrics.json`` or TensorBoard event files of the earlier run remain beside the new ones, and
+    nothing is deleted.
+
+    Returns:
+        The folder the earlier run now lives in, or None when there was nothing to move.
+    """
+    if not os.path.isdir(output_dir) or not os.listdir(output_dir):
+        return None
+    base = f"{os.path.normpath(output_dir)}.old-{time.strftime('%Y%m%d-%H%M%S')}"
+    dest, n = base, 1
+    while os.path.exists(dest):
+        dest, n = f"{base}-{n}", n + 1
+    os.rename(output_dir, dest)
+    return dest

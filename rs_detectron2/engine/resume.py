@@ -3,16 +3,17 @@
 Detectron2's ``--resume`` restores the model, optimiser, scheduler and iteration, but its training
 data loader starts its sampler from the beginning again, and the random state (augmentations,
 anything else drawn from torch / numpy / python RNGs) is whatever the process seeded at start-up.
-Two small pieces close that gap:
+Three pieces close that gap:
 
-* :func:`skip_consumed_samples` advances the loader's sampler past the samples the earlier run
-  already consumed (``start_iter`` x images per process), without loading any image.
+* :func:`start_train_loader_at` sets, in the config node of the training loader and before it is
+  instantiated, the sample its sampler starts from (``start_iter`` x images per process) and a seed
+  for the loader's own generator. Without that generator, creating the loader's iterator (at the
+  first step of a run, so at a different point of the stream in a resumed run) draws from the global
+  torch RNG, and one draw is enough to reorder the RoIs Detectron2 samples.
+* :class:`SkippingSampler` is the sampler that starts late.
 * :class:`ReseedEveryPeriod` reseeds every RNG at each checkpoint boundary from
   ``(seed, rank, iteration)``. A run resumed from the checkpoint at iteration ``k`` therefore draws
   exactly what the uninterrupted run drew from ``k`` on.
-* :func:`give_loader_own_generator` stops the loader from drawing its base seed from the global
-  torch RNG when its iterator is created (at the first step of a run, so at a different point of the
-  stream in a resumed run; one draw is enough to reorder the RoIs Detectron2 samples).
 
 With a fixed ``train.seed``, ``num_workers=0`` and images of one aspect-ratio group, the iterations
 after a resume reproduce the uninterrupted run's losses exactly. With data-loading workers the image
@@ -20,24 +21,27 @@ order is resumed exactly but the workers' augmentation draws are not; with sever
 groups, images waiting in a partly filled group at the checkpoint are not replayed.
 """
 
+import inspect
 import itertools
 import logging
 import zlib
+from typing import Optional
 
-import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import Sampler
 
-from detectron2.data.common import ToIterableDataset
+from detectron2.config import instantiate
+from detectron2.data import DatasetFromList, build_detection_train_loader
+from detectron2.data.samplers import TrainingSampler
 from detectron2.engine import HookBase
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
+from detectron2.utils.registry import locate
 
 __all__ = [
     "ReseedEveryPeriod",
     "SkippingSampler",
-    "give_loader_own_generator",
     "iteration_seed",
-    "skip_consumed_samples",
+    "start_train_loader_at",
 ]
 
 logger = logging.getLogger("rs_detectron2")
@@ -56,54 +60,58 @@ class SkippingSampler(Sampler):
         return itertools.islice(iter(self.sampler), self.num_skip, None)
 
 
-def _loader_parts(loader):
-    """The objects of a Detectron2 train loader's ``.dataset`` chain, outermost first."""
-    parts, node = [], loader
-    while node is not None and len(parts) < 8:
-        parts.append(node)
-        node = getattr(node, "dataset", None)
-    return parts
+def start_train_loader_at(loader_cfg, num_samples: int, loader_seed: Optional[int] = None) -> None:
+    """Make the training loader that ``loader_cfg`` describes start after ``num_samples`` samples
+    of its sampler, and give its torch DataLoader its own generator seeded with ``loader_seed``.
+    Changes the config node in place; call it before ``instantiate(loader_cfg)``.
 
+    Two kinds of builders are understood:
 
-def _find_sampled_dataset(loader):
-    """The ToIterableDataset that holds the sampler inside a Detectron2 train loader, or None."""
-    found = [p for p in _loader_parts(loader) if isinstance(p, ToIterableDataset)]
-    return found[0] if found else None
-
-
-def give_loader_own_generator(loader, seed: int) -> int:
-    """Give every torch DataLoader inside ``loader`` its own generator seeded with ``seed``, so that
-    creating its iterator draws nothing from the global torch RNG. Returns how many were changed."""
-    loaders = [p for p in _loader_parts(loader) if isinstance(p, DataLoader)]
-    for part in loaders:
-        if part.generator is None:
-            part.generator = torch.Generator().manual_seed(seed)
-    return len(loaders)
-
-
-def skip_consumed_samples(loader, num_samples: int):
-    """Make a Detectron2 training loader start after ``num_samples`` samples of its sampler.
+    * Detectron2's ``build_detection_train_loader``: the ``dataset`` node is instantiated here
+      (once; the loader then uses that object) so that ``sampler`` becomes a
+      :class:`SkippingSampler` around the config's sampler, or around the
+      ``TrainingSampler(len(dataset))`` Detectron2 would build; ``loader_seed`` goes to its
+      ``seed`` argument (the DataLoader's generator).
+    * builders with ``sampler_start`` (and ``loader_seed``) arguments, such as
+      ``rs_detectron2.data.build_repeat_factor_train_loader``: those arguments are set.
 
     Args:
-        loader: what ``build_detection_train_loader`` returns (before iteration starts).
-        num_samples: samples this process has consumed already, i.e. ``start_iter`` times the
-            images per process per iteration.
-    Returns:
-        ``loader``, changed in place.
+        loader_cfg: the LazyConfig node of the training loader (``cfg.dataloader.train``).
+        num_samples: samples this process consumed already: ``start_iter`` times the images per
+            process per iteration. 0 leaves the sampler as it is.
+        loader_seed: seed of the DataLoader's own generator; ``None`` leaves it as configured.
+
     Raises:
-        ValueError: if the loader has no sampler to advance (e.g. an IterableDataset pipeline).
+        ValueError: ``num_samples > 0`` and the builder offers no way to start the sampler late.
     """
-    if num_samples == 0:
-        return loader
-    sampled = _find_sampled_dataset(loader)
-    if sampled is None:
+    target = loader_cfg._target_
+    target = locate(target) if isinstance(target, str) else target
+    params = inspect.signature(target).parameters
+    name = getattr(target, "__qualname__", str(target))
+    if target is build_detection_train_loader:
+        if num_samples > 0:
+            dataset = instantiate(loader_cfg.dataset)
+            if isinstance(dataset, list):
+                dataset = DatasetFromList(dataset, copy=False)
+            sampler = instantiate(loader_cfg.get("sampler"))
+            if sampler is None:
+                sampler = TrainingSampler(len(dataset))
+            loader_cfg.dataset = dataset
+            loader_cfg.sampler = SkippingSampler(sampler, num_samples)
+        if loader_seed is not None:
+            loader_cfg.seed = loader_seed
+    elif "sampler_start" in params:
+        if num_samples > 0:
+            loader_cfg.sampler_start = num_samples
+        if loader_seed is not None and "loader_seed" in params:
+            loader_cfg.loader_seed = loader_seed
+    elif num_samples > 0:
         raise ValueError(
-            "cannot resume the data stream: the training loader has no sampler "
-            "(expected one built by detectron2.data.build_detection_train_loader)"
+            f"cannot resume the data stream: the training loader {name} takes no `sampler_start` "
+            "argument (build_detection_train_loader and builders with `sampler_start` can resume)"
         )
-    sampled.sampler = SkippingSampler(sampled.sampler, num_samples)
-    logger.info("Resuming the data stream: skipped the first %d samples of the sampler", num_samples)
-    return loader
+    if num_samples > 0:
+        logger.info(f"Resuming the data stream: the sampler starts after {num_samples} samples")
 
 
 def iteration_seed(seed: int, rank: int, iteration: int) -> int:

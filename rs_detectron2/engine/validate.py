@@ -1,0 +1,331 @@
+"""Start-up checks of train_net.py: what can be known to fail is reported before a model is built.
+
+Each check raises :class:`ConfigError` (the command line or the config cannot work) or
+:class:`DataError` (the data cannot be trained on) with a message that says what to change:
+
+* :func:`check_overrides`: ``KEY=VALUE`` overrides name keys that exist (or arguments the
+  configured callable accepts), with the nearest valid key suggested, and values whose type fits.
+* :func:`check_datasets_registered` and :func:`check_class_count`: the training datasets exist and
+  have as many classes as the model predicts (the message gives the override that fixes it).
+* :func:`mask_format_override`: RLE masks need ``instance_mask_format="bitmask"``.
+* :func:`check_data`: the data package's dataset check (annotations, images, geometry).
+* :func:`check_eval_weights`: ``--eval-only`` has weights to evaluate.
+
+README.md ("Your own data") describes what is checked and how to read the report.
+"""
+
+import ast
+import difflib
+import inspect
+import logging
+import os
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.utils.registry import locate
+
+from rs_detectron2.data import (
+    MASK_FORMAT_KEY,
+    ConfigFacts,
+    check_dataset,
+    format_findings,
+    required_mask_format,
+)
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "check_class_count",
+    "check_data",
+    "check_datasets_registered",
+    "check_eval_weights",
+    "check_overrides",
+    "mask_format_override",
+    "parse_overrides",
+]
+
+logger = logging.getLogger("rs_detectron2")
+
+_ABSENT = object()
+
+
+class ConfigError(ValueError):
+    """An override or config value that cannot work; the message says how to fix it."""
+
+
+class DataError(ValueError):
+    """Training data that cannot be trained on; the message names the file and the fix."""
+
+
+def parse_overrides(overrides: Sequence[str]) -> List[Tuple[str, Any]]:
+    """``KEY=VALUE`` strings -> ``(key, value)`` pairs, values parsed as Detectron2's
+    ``LazyConfig.apply_overrides`` parses them (Hydra's grammar: ``2`` int, ``2.0`` float,
+    ``true`` bool, ``null`` None, ``[a,b]`` list, anything else a string).
+
+    Raises:
+        ConfigError: an override without ``=`` or that Hydra cannot parse.
+    """
+    for o in overrides:
+        if "=" not in o:
+            raise ConfigError(f"override {o!r} is not KEY=VALUE")
+    try:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+    except ImportError:  # Detectron2's fallback without Hydra
+        pairs = []
+        for o in overrides:
+            key, value = o.split("=", 1)
+            try:
+                value = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                pass
+            pairs.append((key, value))
+        return pairs
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except Exception as e:  # Hydra's OverrideParseException, with the position in its message
+        raise ConfigError(f"cannot parse the overrides: {e}") from e
+    return [(o.key_or_group, o.value()) for o in parsed]
+
+
+def _target(node) -> Any:
+    """The callable of a LazyCall node (``_target_`` may be an import path), or None."""
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        return None
+    target = node._target_
+    try:
+        return locate(target) if isinstance(target, str) else target
+    except Exception:
+        return None
+
+
+def _parameters(target) -> Dict[str, inspect.Parameter]:
+    try:
+        return dict(inspect.signature(target).parameters)
+    except (TypeError, ValueError):
+        return {}
+
+
+def _config_keys(node, prefix: str = "") -> List[str]:
+    """Every dotted key below ``node`` (dicts only, not into lists), plus the arguments the
+    callables of LazyCall nodes accept."""
+    keys = []
+    if not isinstance(node, DictConfig):
+        return keys
+    for k in node.keys():
+        key = f"{prefix}{k}"
+        keys.append(key)
+        child = node._get_node(k)
+        if isinstance(child, DictConfig):
+            keys += _config_keys(child, f"{key}.")
+    for name, p in _parameters(_target(node)).items():
+        if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and name not in node:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def _nearest(key: str, candidates: Sequence[str]) -> Optional[str]:
+    found = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def _type_name(value) -> str:
+    """``value``'s type with its article: "an int", "a list", ..."""
+    if isinstance(value, (ListConfig, list, tuple)):
+        name = "list"
+    elif isinstance(value, DictConfig):
+        name = "config node"
+    else:
+        name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
+def _none_allowed(parent, name: str) -> bool:
+    p = _parameters(_target(parent)).get(name)
+    if p is None:
+        return False
+    return p.default is None or "Optional" in str(p.annotation) or "None" in str(p.annotation)
+
+
+def _fits(old, new) -> bool:
+    """Whether ``new`` (a parsed override value) can replace ``old`` (the config's value)."""
+    if old is None:
+        return True
+    if isinstance(old, bool):
+        return isinstance(new, bool)
+    if isinstance(old, int):
+        return isinstance(new, int) and not isinstance(new, bool)
+    if isinstance(old, float):
+        return isinstance(new, (int, float)) and not isinstance(new, bool)
+    if isinstance(old, str):  # dataset names may become lists of names
+        return isinstance(new, str) or (
+            isinstance(new, (list, tuple)) and all(isinstance(v, str) for v in new)
+        )
+    if isinstance(old, ListConfig):
+        if isinstance(new, (list, tuple)):
+            return True
+        return len(old) > 0 and all(_fits(v, new) for v in old)
+    if isinstance(old, DictConfig):
+        return isinstance(new, dict)
+    if callable(old):  # a class or function may be replaced by its import path
+        return isinstance(new, str) or callable(new)
+    return True
+
+
+def check_overrides(cfg, overrides: Sequence[str]) -> None:
+    """Check ``KEY=VALUE`` overrides against ``cfg`` before they are applied.
+
+    A key must exist in ``cfg``, or name an argument of the callable of a LazyCall node (for
+    example ``dataloader.train.mapper.instance_mask_format``, which DatasetMapper accepts). The
+    value's type must fit the existing value: an int where an int is, an int or float where a float
+    is, ``true``/``false`` for a bool, a list where a list is, ``null`` where the value is None or
+    the callable's argument defaults to None.
+
+    Args:
+        cfg: the loaded LazyConfig, before the overrides are applied.
+        overrides: the ``KEY=VALUE`` strings of the command line.
+
+    Raises:
+        ConfigError: naming the key (with the nearest valid key) or the key, value and the
+            expected type.
+    """
+    candidates = None
+    for key, value in parse_overrides(overrides):
+        old = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)
+        parent_key, _, name = key.rpartition(".")
+        parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
+        if old is _ABSENT:
+            params = _parameters(_target(parent))
+            if name in params and params[name].kind not in (
+                inspect.Parameter.VAR_KEYWORD,
+                inspect.Parameter.VAR_POSITIONAL,
+            ):
+                continue  # an argument the config leaves at its default
+            if candidates is None:
+                candidates = _config_keys(cfg)
+            nearest = _nearest(key, candidates)
+            takes_kwargs = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values())
+            if takes_kwargs and (nearest is None or nearest.rpartition(".")[0] != parent_key):
+                continue  # passed on through **kwargs, and not a near miss of a sibling key
+            hint = f"; did you mean {nearest}?" if nearest else ""
+            raise ConfigError(f"unknown config key {key!r} in override {key}={value}{hint}")
+        if value is None:
+            if old is None or _none_allowed(parent, name):
+                continue
+            raise ConfigError(
+                f"override {key}=null: {key} expects {_type_name(old)} (now {old!r}), not None"
+            )
+        if not _fits(old, value):
+            shown = old if not isinstance(old, (DictConfig, ListConfig)) else "..."
+            raise ConfigError(
+                f"override {key}={value}: {key} expects {_type_name(old)} (now {shown!r}), "
+                f"got {_type_name(value)}: {value!r}"
+            )
+
+
+def check_datasets_registered(names: Sequence[str]) -> None:
+    """Raise :class:`ConfigError` for a dataset name Detectron2 does not know."""
+    known = DatasetCatalog.list()
+    for name in names:
+        if name not in known:
+            nearest = _nearest(name, known)
+            hint = f" Did you mean {nearest}?" if nearest else ""
+            raise ConfigError(
+                f"dataset {name!r} is not registered. Register your own COCO/LVIS json with "
+                f"--dataset {name}:JSON:IMAGE_ROOT.{hint}"
+            )
+
+
+def check_class_count(facts: ConfigFacts) -> None:
+    """The model predicts as many classes as each training dataset has (``thing_classes`` of its
+    metadata, read without loading the data; datasets without it are not checked).
+
+    Args:
+        facts: the config's :class:`rs_detectron2.data.ConfigFacts`.
+    Raises:
+        ConfigError: with the override that fixes the model.
+    """
+    key, num_classes = facts.num_classes_key, facts.num_classes
+    if num_classes is None:
+        return
+    for name in facts.train_names:
+        classes = MetadataCatalog.get(name).get("thing_classes")
+        if classes is None or len(classes) == num_classes:
+            continue
+        shown = ", ".join(classes[:5]) + (", ..." if len(classes) > 5 else "")
+        raise ConfigError(
+            f"dataset {name} has {len(classes)} classes ({shown}) but the model predicts "
+            f"{num_classes} ({key}={num_classes}). Add the override {key}={len(classes)}"
+        )
+
+
+def mask_format_override(facts: ConfigFacts) -> Optional[str]:
+    """The override the training mapper needs for the masks of the training datasets, or None.
+
+    Detectron2's DatasetMapper reads masks as polygons unless ``instance_mask_format`` is
+    ``"bitmask"``; RLE masks (non-crowd ones; crowd regions are ignored) only load as bitmasks.
+
+    Returns:
+        ``"dataloader.train.mapper.instance_mask_format=bitmask"`` when the mapper loads masks as
+        polygons and the data has RLE masks; None otherwise.
+    """
+    if facts.mask_format != "polygon":
+        return None
+    if required_mask_format(facts.train_names) == "bitmask":
+        return f"{MASK_FORMAT_KEY}=bitmask"
+    return None
+
+
+def check_data(facts: ConfigFacts, images: str, sample: int) -> str:
+    """Run the data package's dataset check (:func:`rs_detectron2.data.check_dataset`: the
+    annotation file, the geometry and the decoded images) on the training datasets. The datasets
+    are not loaded through the catalog here: training does that next.
+
+    Args:
+        facts: the config's :class:`rs_detectron2.data.ConfigFacts`, after any mask-format switch.
+        images: ``"none"`` (annotations only), ``"sample"`` (decode ``sample`` random images of
+            each dataset) or ``"all"``.
+        sample: images decoded per dataset with ``images="sample"``.
+
+    Returns:
+        The report of the warnings (empty when there is none; statistics are left out).
+
+    Raises:
+        DataError: with the report, when any finding is an error.
+    """
+    findings = []
+    for name in facts.train_names:
+        findings += check_dataset(
+            name,
+            num_classes=facts.num_classes,
+            num_classes_key=facts.num_classes_key,
+            mask_format=facts.mask_format,
+            images=images != "none",
+            sample=sample if images == "sample" else None,
+            progress=True,
+            load=False,
+        )
+    findings = [f for f in findings if f.severity != "info"]
+    if any(f.severity == "error" for f in findings):
+        raise DataError(
+            f"the training data cannot be used:\n{format_findings(findings)}\nFix the data (or "
+            "pass --skip-checks to start anyway)."
+        )
+    return format_findings(findings) if findings else ""
+
+
+def check_eval_weights(path: str) -> None:
+    """``--eval-only`` needs weights: ``train.init_checkpoint`` must be set and, when it is a local
+    path, exist.
+
+    Raises:
+        ConfigError: saying which override to give.
+    """
+    if not path:
+        raise ConfigError(
+            "--eval-only needs weights to evaluate: add train.init_checkpoint=PATH (for example "
+            "OUTPUT_DIR/model_final.pth)"
+        )
+    if "://" not in path and not os.path.isfile(path):
+        raise ConfigError(f"--eval-only: train.init_checkpoint={path} does not exist")
