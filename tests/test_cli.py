@@ -228,3 +228,46 @@ def test_overwrite_moves_the_earlier_run_aside(tmp_path, polygons):
     assert not any(n.startswith("events.out.tfevents.1.host") for n in names)
     assert [r["iteration"] for r in read_metrics(str(out)) if "total_loss" in r] == [0]
     assert (out / "last_checkpoint").read_text() == "model_final.pth"
+
+
+@pytest.mark.parametrize(
+    "config, overrides",
+    [
+        (
+            TINY_MASK,
+            [
+                "dataloader.train.mapper.instance_mask_format=bitmask",  # a DatasetMapper argument
+                "dataloader.train.dataset.names=[a,b]",  # a list where a name was
+                "dataloader.train.seed=3",  # passed on to Detectron2's loader through **kwargs
+                "optimizer.weight_decay=0",  # an int where a float is
+                "train.init_checkpoint=/tmp/x.pth",
+                "model.roi_heads.num_classes=2",
+                "train.device=cpu",
+            ],
+        ),
+        (TINY_RETINANET, ["model.num_classes=3", "model.ranking_loss.pool=global"]),
+        ("configs/quick_schedules/rs_mask_rcnn_lvis_tiny.py", ["dataloader.train.seed=null"]),
+    ],
+)
+def test_valid_overrides_pass_the_checks(config, overrides):
+    from test_train_e2e import REPO
+
+    from detectron2.config import LazyConfig
+
+    from rs_detectron2.engine.validate import check_overrides
+
+    check_overrides(LazyConfig.load(os.path.join(REPO, config)), overrides)
+
+
+def test_override_near_a_sibling_of_a_kwargs_callable_is_refused():
+    from test_train_e2e import REPO
+
+    from detectron2.config import LazyConfig
+
+    from rs_detectron2.engine.validate import ConfigError, check_overrides
+
+    cfg = LazyConfig.load(os.path.join(REPO, TINY_FASTER))
+    with pytest.raises(ConfigError, match="did you mean dataloader.train.num_workers"):
+        check_overrides(cfg, ["dataloader.train.num_worker=2"])
+    with pytest.raises(ConfigError, match="expects an int .* not None"):
+        check_overrides(cfg, ["train.max_iter=null"])
