@@ -3,12 +3,21 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test demo bench bench-loss clean
+.PHONY: install lint format test demo bench bench-loss clean
 
 install:
 	@VENV=$(VENV) bash scripts/install.sh
 
-test: install
+# Style (ruff, configured in pyproject.toml: line length 100) is checked before the tests run.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: lint
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 demo: install

@@ -17,7 +17,7 @@ VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3.11}
 TORCH_SPEC="torch==2.14.1 torchvision==0.29.1"
 D2_SPEC="sal-detectron2==0.7.2"
-EXTRA_SPECS=(fvcore iopath pycocotools lvis "setuptools<81" "numpy<2" matplotlib pytest "faster-coco-eval==1.8.0")
+EXTRA_SPECS=(fvcore iopath pycocotools lvis "setuptools<81" "numpy<2" matplotlib pytest "faster-coco-eval==1.8.0" "ruff==0.17.6")
 
 # The stamp records what this script installed; it changes when this script or pyproject changes.
 want=$(cat scripts/install.sh pyproject.toml | sha256sum | cut -c1-16)

@@ -57,7 +57,9 @@ def test_full_configs_follow_the_paper(name):
         assert rpn.loss_weight == pytest.approx(0.2)
         assert tuple(rpn.box2box_transform.weights) == (10, 10, 5, 5)
         assert cfg.model.roi_heads.batch_size_per_image >= 10**6  # no RoI sampling
-        predictors = cfg.model.roi_heads.get("box_predictors") or [cfg.model.roi_heads.box_predictor]
+        predictors = cfg.model.roi_heads.get("box_predictors") or [
+            cfg.model.roi_heads.box_predictor
+        ]
         for p in predictors:
             # COCO 0.40; LVIS 0.60 (see test_lvis_configs_follow_the_paper)
             assert p.test_score_thresh == pytest.approx(0.6 if name.startswith("LVIS") else 0.4)
@@ -155,7 +157,7 @@ def test_one_override_sets_the_class_count_of_the_whole_model(name):
     "name", ["quick_schedules/rs_mask_rcnn_tiny.py", "quick_schedules/rs_atss_tiny.py"]
 )
 def test_a_model_with_an_overridden_class_count_trains_on_that_many_classes(name):
-    from head_helpers import batch, train_step
+    from rs_detectron2.utils.testing import batch, train_step
 
     cfg = load(name)
     cfg = LazyConfig.apply_overrides(cfg, [f"{class_count_key(cfg)}=3"])

@@ -10,7 +10,6 @@ import sys
 import pytest
 import torch
 
-from detectron2.config import LazyConfig
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
 from detectron2.modeling.box_regression import Box2BoxTransform
@@ -19,6 +18,7 @@ from detectron2.structures import Boxes, Instances, pairwise_iou
 from detectron2.utils.events import EventStorage
 
 from rs_detectron2.losses import rank_sort_loss
+from rs_detectron2.model_zoo import get_config, get_config_file
 from rs_detectron2.modeling import (
     ATSSAssigner,
     IoUAssigner,
@@ -26,10 +26,7 @@ from rs_detectron2.modeling import (
     RSRetinaNet,
     ScaledRetinaNetHead,
 )
-
-from head_helpers import (
-    CONFIGS,
-    REPO,
+from rs_detectron2.utils.testing import (
     assert_zero_losses_still_in_graph,
     batch,
     build_tiny,
@@ -37,12 +34,14 @@ from head_helpers import (
     train_step,
 )
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 RS_DENSE = ["rs_retinanet", "rs_atss", "rs_paa"]
 DENSE_KEYS = {"loss_dense_rank", "loss_dense_sort", "loss_dense_box"}
 
 
 def load(name):
-    return LazyConfig.load(os.path.join(CONFIGS, name))
+    return get_config(name)
 
 
 def build(name, seed=0):
@@ -372,7 +371,7 @@ def test_train_net_end_to_end(name, tmp_path):
         sys.executable,
         os.path.join(REPO, "train_net.py"),
         "--config-file",
-        os.path.join(CONFIGS, "quick_schedules", f"{name}_tiny.py"),
+        get_config_file(f"quick_schedules/{name}_tiny.py"),
         f"train.max_iter={iters}",
         f"train.eval_period={iters}",
         f"train.log_period={E2E_LOG_PERIOD}",

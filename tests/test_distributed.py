@@ -1,14 +1,12 @@
 """The global ranking pool across processes (Gloo on CPU) equals one process on the whole batch."""
 
-import os
-
 import pytest
 import torch
 import torch.multiprocessing as mp
 
-import dist_workers
 from rs_detectron2.losses import rank_sort_loss
 from rs_detectron2.losses.pool import gather_flat
+from rs_detectron2.utils import testing
 
 
 def _spawn(fn, world, tmp_path, *args):
@@ -41,7 +39,9 @@ def _pool(n, k, num_pos, seed):
 )
 def test_global_pool_two_processes_equals_one_process(tmp_path, bounds):
     logits, targets = _pool(40, 5, num_pos=30, seed=3)
-    results = _spawn(dist_workers.global_pool_loss_worker, 2, tmp_path, logits, targets, bounds, 0.5)
+    results = _spawn(
+        testing.global_pool_loss_worker, 2, tmp_path, logits, targets, bounds, 0.5
+    )
 
     whole = logits.clone().requires_grad_(True)
     ref_rank, ref_sort = rank_sort_loss(whole, targets, 0.5)
@@ -58,7 +58,9 @@ def test_global_pool_when_one_process_has_no_positives(tmp_path):
     logits, targets = _pool(40, 5, num_pos=12, seed=4)
     targets[:20].clamp_(max=0)  # rank 0's slice: negatives and ignored only
     bounds = [0, 20, 40]
-    results = _spawn(dist_workers.global_pool_loss_worker, 2, tmp_path, logits, targets, bounds, 0.5)
+    results = _spawn(
+        testing.global_pool_loss_worker, 2, tmp_path, logits, targets, bounds, 0.5
+    )
     whole = logits.clone().requires_grad_(True)
     ref_rank, _ = rank_sort_loss(whole, targets, 0.5)
     ref_rank.backward()
@@ -75,16 +77,16 @@ def test_ddp_parameter_gradients_with_global_pool(tmp_path, pool):
     when the pool is global; with per-process pools they generally do not (the known dependence
     on images per GPU that the global pool removes)."""
     torch.manual_seed(0)
-    model = dist_workers.PoolModel(6, 4).double()
+    model = testing.PoolModel(6, 4).double()
     state = {k: v.float() for k, v in model.state_dict().items()}
     g = torch.Generator().manual_seed(1)
     feats = torch.randn(30, 6, generator=g)
     _, targets = _pool(30, 4, num_pos=25, seed=5)
     targets = targets.float()
     bounds = [0, 12, 30]
-    results = _spawn(dist_workers.ddp_pool_worker, 2, tmp_path, state, feats, targets, bounds, pool)
+    results = _spawn(testing.ddp_pool_worker, 2, tmp_path, state, feats, targets, bounds, pool)
 
-    ref = dist_workers.PoolModel(6, 4)
+    ref = testing.PoolModel(6, 4)
     ref.load_state_dict(state)
     loss, _ = rank_sort_loss(ref(feats), targets)
     loss.backward()

@@ -1,8 +1,9 @@
-"""Tests of the fast Rank & Sort loss (``rs_detectron2.losses.rank_sort``), rs_spec.md 1.1-1.10.
+"""Tests of the fast Rank & Sort loss (``rs_detectron2.losses.rank_sort``; the paper's Sec. 3).
 
-The fast loss is checked against the two plain oracles of ``rs_reference.py`` (a loop over positives
-and an explicit primary-term matrix), against hand-computed examples, and against the invariants and
-semantics of the spec (identity-update gradient, dtypes, errors, edge cases).
+The fast loss is checked against the two plain oracles of ``rs_detectron2.utils.testing`` (a loop
+over positives and an explicit primary-term matrix), against hand-computed examples, and against
+the invariants and semantics of the authors' loss (identity-update gradient, dtypes, errors, edge
+cases).
 """
 
 import math
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from rs_detectron2.losses import RankSortLoss, giou_loss, rank_sort_loss, weighted_mean
-from rs_reference import reference_primary_terms, reference_rank_sort, step
+from rs_detectron2.utils.testing import reference_primary_terms, reference_rank_sort, step
 
 F64 = torch.float64
 DELTAS = (0.5, 0.0, 1.0, 0.1, 2.0)
@@ -25,7 +26,14 @@ FINITE_IGNORE_VALUES = (-1.0, -0.5, -2.0)
 
 
 def make_case(
-    seed, n, num_pos, *, logits="normal", targets="cont", num_ign=0, shape=None,
+    seed,
+    n,
+    num_pos,
+    *,
+    logits="normal",
+    targets="cont",
+    num_ign=0,
+    shape=None,
     ignore_values=IGNORE_VALUES,
 ):
     """Seeded float64 (logits, targets).
@@ -394,8 +402,12 @@ def test_inputs_not_modified(dtype):
 
 @pytest.mark.parametrize(
     "dtype, loss_dtype",
-    [(torch.float32, torch.float32), (F64, F64), (torch.float16, torch.float32),
-     (torch.bfloat16, torch.float32)],
+    [
+        (torch.float32, torch.float32),
+        (F64, F64),
+        (torch.float16, torch.float32),
+        (torch.bfloat16, torch.float32),
+    ],
     ids=str,
 )
 def test_dtypes_and_grad_shape(dtype, loss_dtype):

@@ -23,7 +23,8 @@ from rs_detectron2.engine import (
     NonFiniteLossError,
     existing_checkpoint,
 )
-from rs_detectron2.engine.resume import SkippingSampler, start_train_loader_at
+from rs_detectron2.data import SkippingSampler
+from rs_detectron2.engine.resume import start_train_loader_at
 from rs_detectron2.losses import RankSortLoss
 
 TINY_FASTER = "configs/quick_schedules/rs_faster_rcnn_tiny.py"

@@ -1,7 +1,5 @@
 """RS heads inside tiny two-stage models: loss keys, finiteness, gradient flow, empty GT, IoU-0."""
 
-import os
-
 import pytest
 import torch
 
@@ -11,11 +9,10 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 from rs_detectron2.losses import RankingLoss, RankSortLoss, giou_loss, rank_sort_loss
+from rs_detectron2.model_zoo import get_config
 from rs_detectron2.modeling import RSRPN, RSFastRCNNOutputLayers
 from rs_detectron2.modeling.roi_heads import BOX_SCORE_FIELD, rs_mask_loss
-
-from head_helpers import (
-    CONFIGS,
+from rs_detectron2.utils.testing import (
     assert_zero_losses_still_in_graph,
     batch,
     build_tiny,
@@ -45,9 +42,11 @@ def head_modules(model):
     rpn = model.proposal_generator.rpn_head
     mods = {"rpn_cls": rpn.objectness_logits, "rpn_reg": rpn.anchor_deltas}
     roi = model.roi_heads
-    predictors = roi.box_predictor if isinstance(roi.box_predictor, torch.nn.ModuleList) else [
+    predictors = (
         roi.box_predictor
-    ]
+        if isinstance(roi.box_predictor, torch.nn.ModuleList)
+        else [roi.box_predictor]
+    )
     for i, p in enumerate(predictors):
         mods[f"rcnn{i}_cls"] = p.cls_score
         mods[f"rcnn{i}_reg"] = p.bbox_pred
@@ -251,7 +250,9 @@ class ConstantWeightLoss(RankingLoss):
         super().__init__()
         self.box_weight = box_weight
 
-    def head_losses(self, logits, targets, pos_pred_boxes, pos_gt_boxes, pos_box_weights, *, prefix):
+    def head_losses(
+        self, logits, targets, pos_pred_boxes, pos_gt_boxes, pos_box_weights, *, prefix
+    ):
         keep = targets >= 0
         cls = torch.nn.functional.binary_cross_entropy_with_logits(
             logits[keep], (targets[keep] > 0).float()
@@ -264,7 +265,7 @@ class ConstantWeightLoss(RankingLoss):
 
 
 def test_another_ranking_loss_is_swapped_in_by_config_alone():
-    cfg = LazyConfig.load(os.path.join(CONFIGS, "quick_schedules", "rs_mask_rcnn_tiny.py"))
+    cfg = get_config("quick_schedules/rs_mask_rcnn_tiny.py")
     cfg.model.proposal_generator.ranking_loss = L(ConstantWeightLoss)(box_weight=1.0)
     cfg.model.roi_heads.box_predictor.ranking_loss = L(ConstantWeightLoss)()
     torch.manual_seed(0)
@@ -285,7 +286,7 @@ def test_another_ranking_loss_is_swapped_in_by_config_alone():
 
 @pytest.mark.parametrize("config_name", sorted(RS_MODELS))
 def test_rs_loss_options_reach_every_head(config_name):
-    cfg = LazyConfig.load(os.path.join(CONFIGS, "quick_schedules", config_name))
+    cfg = get_config(f"quick_schedules/{config_name}")
     cfg = LazyConfig.apply_overrides(cfg, ["model.proposal_generator.ranking_loss.delta=0.25"])
     model = instantiate(cfg.model)
     assert model.proposal_generator.ranking_loss.delta == 0.25

@@ -356,9 +356,10 @@ def test_register_and_load(registered):
 def test_evaluators_score_ground_truth_perfectly(registered, monkeypatch):
     """The registered metadata is enough for Detectron2's COCO and LVIS evaluators."""
     import numpy as np
-    from eval_helpers import evaluate_ground_truth
 
     from detectron2.evaluation import COCOEvaluator, LVISEvaluator
+
+    from rs_detectron2.utils.testing import evaluate_ground_truth
 
     monkeypatch.setattr(
         np, "float", float, raising=False

@@ -11,7 +11,6 @@ import sys
 import uuid
 
 import pytest
-from eval_helpers import evaluate_ground_truth
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
@@ -26,6 +25,7 @@ from rs_detectron2.data import (
 )
 from rs_detectron2.data.check import main as check_main
 from rs_detectron2.evaluation import build_evaluator
+from rs_detectron2.utils.testing import evaluate_ground_truth
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ID = {k + 1: 10 * (k + 1) + 3 for k in range(len(SHAPES_CLASSES))}  # 1..8 -> 13, 23, ..., 83

@@ -13,3 +13,6 @@ train.init_checkpoint = "detectron2://ImageNetPretrained/MSRA/R-50.pkl"
 train.seed = -1
 # Losses are logged as medians over this many iterations (Detectron2's window); 1 logs raw values.
 train.log_window = 20
+# Gradient clipping to a global L2 norm (rs_detectron2.engine.ClipGradNorm); None: no clipping,
+# as in the paper.
+train.clip_gradients = dict(max_norm=None, norm_type=2.0)

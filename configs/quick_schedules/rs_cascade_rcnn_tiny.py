@@ -1,6 +1,5 @@
 # RS-Cascade R-CNN, tiny (ResNet-18 BN, 64-channel FPN) on the generated shapes dataset, CPU.
 from rs_detectron2.model_zoo.tiny import tiny_two_stage
-from rs_detectron2.solver import optimizer_with_gradient_clipping
 
 from ..common.data.shapes import NUM_CLASSES, dataloader
 from ..common.models.rs_cascade_rcnn_fpn import model
@@ -13,5 +12,4 @@ train.output_dir = "./output/rs_cascade_rcnn_tiny"
 # This tiny config only (the paper's configs do not clip): from scratch, the first positives of
 # stages 2-3 are near-exact GT copies, self-balancing gives their box losses large weights, and
 # without clipping the last stage's boxes run off the image within ~30 iterations (AP NaN).
-optimizer._target_ = optimizer_with_gradient_clipping
-optimizer.max_norm = 10.0
+train.clip_gradients.max_norm = 10.0  # global L2 norm (rs_detectron2.engine.ClipGradNorm)

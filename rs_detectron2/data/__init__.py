@@ -10,6 +10,7 @@ from .build import (
     repeat_factor_sampler,
 )
 from .findings import Finding, exit_code, format_findings
+from .samplers import SkippingSampler
 from .sanitize import SANITIZE_REASONS, annotation_problem, sanitize_dataset_dicts
 from .shapes import (
     SHAPES_CLASSES,
@@ -43,6 +44,7 @@ __all__ = [
     "SHAPES_CLASSES",
     "SHAPES_DATASET_NAMES",
     "SHAPES_DEFAULTS",
+    "SkippingSampler",
     "AnnotationReport",
     "ConfigFacts",
     "Finding",

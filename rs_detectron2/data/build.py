@@ -31,6 +31,7 @@ from detectron2.data.build import (
 from detectron2.data.detection_utils import check_metadata_consistency
 from detectron2.data.samplers import RepeatFactorTrainingSampler
 
+from .samplers import SkippingSampler
 from .sanitize import sanitize_dataset_dicts
 
 __all__ = [
@@ -152,6 +153,8 @@ def build_repeat_factor_train_loader(
     aspect_ratio_grouping: bool = True,
     num_workers: int = 0,
     collate_fn=None,
+    sampler_start: int = 0,
+    loader_seed: Optional[int] = None,
 ) -> torch.utils.data.DataLoader:
     """Detectron2's ``build_detection_train_loader`` with a repeat-factor sampler built from the
     same, already loaded, dataset dicts.
@@ -164,6 +167,10 @@ def build_repeat_factor_train_loader(
         mapper, total_batch_size, aspect_ratio_grouping, num_workers, collate_fn: as in
             ``build_detection_train_loader``.
         repeat_thresh, repeat_sqrt, seed: see :func:`repeat_factor_sampler`.
+        sampler_start: skip the first ``sampler_start`` indices of the sampler (a resumed run
+            continues the data stream; see :func:`rs_detectron2.engine.start_train_loader_at`).
+        loader_seed: seed of the torch DataLoader's own generator (Detectron2's ``seed``
+            argument of ``build_detection_train_loader``); None: drawn from the global RNG.
 
     Returns:
         torch DataLoader yielding lists of mapped dicts (``total_batch_size / world_size`` each),
@@ -175,6 +182,8 @@ def build_repeat_factor_train_loader(
             f"{type(dataset).__name__}"
         )
     sampler = repeat_factor_sampler(dataset, repeat_thresh, sqrt=repeat_sqrt, seed=seed)
+    if sampler_start:
+        sampler = SkippingSampler(sampler, sampler_start)
     return build_detection_train_loader(
         dataset,
         mapper=mapper,
@@ -183,4 +192,5 @@ def build_repeat_factor_train_loader(
         aspect_ratio_grouping=aspect_ratio_grouping,
         num_workers=num_workers,
         collate_fn=collate_fn,
+        seed=loader_seed,
     )

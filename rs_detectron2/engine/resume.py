@@ -10,7 +10,7 @@ Three pieces close that gap:
   for the loader's own generator. Without that generator, creating the loader's iterator (at the
   first step of a run, so at a different point of the stream in a resumed run) draws from the global
   torch RNG, and one draw is enough to reorder the RoIs Detectron2 samples.
-* :class:`SkippingSampler` is the sampler that starts late.
+* :class:`rs_detectron2.data.SkippingSampler` is the sampler that starts late.
 * :class:`ReseedEveryPeriod` reseeds every RNG at each checkpoint boundary from
   ``(seed, rank, iteration)``. A run resumed from the checkpoint at iteration ``k`` therefore draws
   exactly what the uninterrupted run drew from ``k`` on.
@@ -22,12 +22,9 @@ groups, images waiting in a partly filled group at the checkpoint are not replay
 """
 
 import inspect
-import itertools
 import logging
 import zlib
 from typing import Optional
-
-from torch.utils.data import Sampler
 
 from detectron2.config import instantiate
 from detectron2.data import DatasetFromList, build_detection_train_loader
@@ -37,27 +34,15 @@ from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.registry import locate
 
+from ..data import SkippingSampler
+
 __all__ = [
     "ReseedEveryPeriod",
-    "SkippingSampler",
     "iteration_seed",
     "start_train_loader_at",
 ]
 
 logger = logging.getLogger("rs_detectron2")
-
-
-class SkippingSampler(Sampler):
-    """Yields the indices of ``sampler`` after dropping its first ``num_skip``."""
-
-    def __init__(self, sampler: Sampler, num_skip: int):
-        if num_skip < 0:
-            raise ValueError(f"num_skip must be >= 0, got {num_skip}")
-        self.sampler = sampler
-        self.num_skip = int(num_skip)
-
-    def __iter__(self):
-        return itertools.islice(iter(self.sampler), self.num_skip, None)
 
 
 def start_train_loader_at(loader_cfg, num_samples: int, loader_seed: Optional[int] = None) -> None:

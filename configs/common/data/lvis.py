@@ -1,4 +1,4 @@
-# LVIS v1 instance segmentation as in the RS paper (spec 3.5) and Detectron2's LVIS recipe:
+# LVIS v1 instance segmentation as in the RS paper (Sec. 5) and Detectron2's LVIS recipe:
 # repeat-factor sampling with threshold 0.001, multi-scale training (short side 640-800, step 32,
 # max 1333) with horizontal flip, 800 px testing, 16 images per batch, up to 300 detections per
 # image in evaluation. Images under $DETECTRON2_DATASETS/coco, annotations in

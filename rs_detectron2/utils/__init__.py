@@ -1,0 +1,1 @@
+"""Utilities of rs_detectron2 (``testing``: oracles and inputs for tests and benchmarks)."""

@@ -1,0 +1,307 @@
+"""Test utilities of rs_detectron2, importable from the package (as Detectron2 keeps its own in
+``detectron2.utils.testing``): plain reference implementations of the RS loss written straight from
+the math (the oracles the fast loss is tested against), tiny model inputs, an evaluation check and
+the worker functions of the multi-process tests.
+
+The references favour readability over speed: a Python loop over positives, float64 by default.
+
+- :func:`reference_rank_sort` follows the authors' algorithm (Oksuz et al. 2021, Algorithm 1): per
+  positive, its ranking and sorting errors and the identity-update gradient distributed to negatives
+  and positives.
+- :func:`reference_primary_terms` builds the matrix of primary terms L_ij (the paper's Sec. 3) for
+  small inputs and takes the gradient as (column sums - row sums) / |P|, an independent route to the
+  same numbers.
+"""
+
+import os
+
+import torch
+import torch.distributed as dist
+
+from detectron2.config import instantiate
+from detectron2.data import DatasetCatalog
+from detectron2.data.detection_utils import annotations_to_instances
+from detectron2.structures import BitMasks, Boxes, Instances
+from detectron2.utils.events import EventStorage
+
+from ..losses import rank_sort_loss
+from ..model_zoo import get_config
+
+__all__ = [
+    "BATCH_OBJECTS",
+    "PoolModel",
+    "assert_zero_losses_still_in_graph",
+    "batch",
+    "build_tiny",
+    "ddp_pool_worker",
+    "evaluate_ground_truth",
+    "global_pool_loss_worker",
+    "grad_sum",
+    "make_image",
+    "reference_primary_terms",
+    "reference_rank_sort",
+    "step",
+    "train_step",
+]
+
+# ----------------------------------------------------------------------------------------------
+# Reference RS loss
+
+EPS = 1e-10
+
+
+def step(x, delta):
+    """H(x): 0 below -delta, 1 above delta, linear in between; [x >= 0] for delta == 0."""
+    if delta == 0:
+        return (x >= 0).to(x.dtype)
+    return torch.clamp(x / (2 * delta) + 0.5, 0.0, 1.0)
+
+
+def reference_rank_sort(logits, targets, delta=0.5, dtype=torch.float64, use_threshold=False):
+    """Loop-over-positives RS loss. Returns (loss_rank, loss_sort, grad) with grad shaped as logits.
+
+    ``use_threshold=True`` keeps only the negatives with s >= min(positive logits) - delta, as the
+    authors' code does (exact, only faster); by default every negative is visited.
+    """
+    s = logits.detach().reshape(-1).to(dtype)
+    y = targets.detach().reshape(-1).to(dtype)
+    grad = torch.zeros_like(s)
+    pos = torch.nonzero(y > 0).squeeze(1)
+    if pos.numel() == 0:
+        zero = torch.zeros((), dtype=dtype, device=s.device)
+        return zero, zero, grad.view(logits.shape)
+    neg = torch.nonzero(y == 0).squeeze(1)
+    if use_threshold:
+        neg = neg[s[neg] >= s[pos].min() - delta]
+    sp, yp, sn = s[pos], y[pos], s[neg]
+    g_pos = torch.zeros_like(sp)
+    g_neg = torch.zeros_like(sn)
+    rank_errors, sort_errors = [], []
+    for i in range(pos.numel()):
+        hp = step(sp - sp[i], delta)  # H(s_k - s_i) over positives, self term included
+        hn = step(sn - sp[i], delta)  # H(s_j - s_i) over negatives
+        n_fp = hn.sum()
+        rank_pos = hp.sum()
+        l_rank = n_fp / (rank_pos + n_fp)
+        # current sorting error: H-weighted mean of (1 - y) over the positives above i
+        current = (hp * (1 - yp)).sum() / rank_pos
+        # target sorting error: the same mean over the positives allowed above i (y_k >= y_i)
+        allowed = (yp >= yp[i]).to(dtype)
+        target = (hp * allowed * (1 - yp)).sum() / (hp * allowed).sum()
+        l_sort = current - target
+        rank_errors.append(l_rank)
+        sort_errors.append(l_sort)
+        if n_fp > EPS:  # ranking error pushed onto the negatives above i
+            g_pos[i] -= l_rank
+            g_neg += hn * l_rank / n_fp
+        missorted = hp * (1 - allowed)  # lower-quality positives scored above/near i
+        d = missorted.sum()
+        if d > EPS:  # sorting error pushed onto them
+            g_pos[i] -= l_sort
+            g_pos += missorted * l_sort / d
+    num_pos = pos.numel()
+    grad[pos] = g_pos / num_pos
+    grad[neg] = g_neg / num_pos
+    loss_rank = torch.stack(rank_errors).mean()
+    loss_sort = torch.stack(sort_errors).mean()
+    return loss_rank, loss_sort, grad.view(logits.shape)
+
+
+def reference_primary_terms(logits, targets, delta=0.5, dtype=torch.float64):
+    """RS loss through the explicit primary-term matrix L (n x n), for small n.
+
+    L[i, j] = l_R(i) H(s_j - s_i) / N_FP(i) for i positive, j negative;
+    L[i, j] = l_S(i) H(s_j - s_i) [y_j < y_i] / D_i for i, j positive; 0 otherwise.
+    The loss is sum(L) / |P| and the identity-update gradient is (L.sum(0) - L.sum(1)) / |P|.
+    Returns (loss_rank, loss_sort, grad, L).
+    """
+    s = logits.detach().reshape(-1).to(dtype)
+    y = targets.detach().reshape(-1).to(dtype)
+    n = s.numel()
+    is_pos = y > 0
+    is_neg = y == 0
+    num_pos = int(is_pos.sum())
+    L = torch.zeros(n, n, dtype=dtype)
+    rank_errors, sort_errors = [], []
+    for i in range(n):
+        if not is_pos[i]:
+            continue
+        h = step(s - s[i], delta)  # H(s_j - s_i) for every j
+        zero = torch.zeros_like(h)
+        h_pos = torch.where(is_pos, h, zero)
+        h_neg = torch.where(is_neg, h, zero)
+        y_pos = torch.where(is_pos, y, zero)  # ignored targets may be -inf: keep them out
+        n_fp = h_neg.sum()
+        rank_pos = h_pos.sum()
+        l_rank = n_fp / (rank_pos + n_fp)
+        current = (h_pos * (1 - y_pos)).sum() / rank_pos
+        allowed = h_pos * (y_pos >= y[i])
+        target = (allowed * (1 - y_pos)).sum() / allowed.sum()
+        l_sort = current - target
+        rank_errors.append(l_rank)
+        sort_errors.append(l_sort)
+        if n_fp > EPS:
+            L[i] += l_rank * h_neg / n_fp
+        missorted = h_pos * (y_pos < y[i])
+        if missorted.sum() > EPS:
+            L[i] += l_sort * missorted / missorted.sum()
+    if num_pos == 0:
+        zero = torch.zeros((), dtype=dtype)
+        return zero, zero, torch.zeros(n, dtype=dtype).view(logits.shape), L
+    grad = (L.sum(0) - L.sum(1)) / num_pos
+    return (
+        torch.stack(rank_errors).mean(),
+        torch.stack(sort_errors).mean(),
+        grad.view(logits.shape),
+        L,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Tiny model inputs
+
+
+# Ground truth of the three 128 x 128 images of `batch`: (boxes XYXY, class ids in 0..7).
+BATCH_OBJECTS = [
+    ([[10, 12, 70, 80], [60, 40, 120, 110]], [1, 3]),
+    ([[30, 30, 90, 100]], [5]),
+    ([[5, 5, 50, 40], [70, 70, 125, 125], [20, 80, 60, 120]], [0, 7, 2]),
+]
+
+
+def build_tiny(config_name, seed=0):
+    """The model of ``configs/quick_schedules/<config_name>``, seeded, in training mode."""
+    torch.manual_seed(seed)
+    cfg = get_config(f"quick_schedules/{config_name}")
+    model = instantiate(cfg.model)
+    model.train()
+    return model
+
+
+def make_image(height, width, boxes, classes, seed, masks=False):
+    """A batched-input dict: random uint8 image, GT boxes (XYXY) and classes; with ``masks``, also
+    box-shaped ``gt_masks``."""
+    g = torch.Generator().manual_seed(seed)
+    image = torch.randint(0, 255, (3, height, width), generator=g, dtype=torch.uint8)
+    inst = Instances((height, width))
+    boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    inst.gt_boxes = Boxes(boxes)
+    inst.gt_classes = torch.tensor(classes, dtype=torch.long)
+    if masks:
+        bits = torch.zeros((len(boxes), height, width), dtype=torch.bool)
+        for m, (x1, y1, x2, y2) in zip(bits, boxes.round().long().tolist(), strict=True):
+            m[y1:y2, x1:x2] = True
+        inst.gt_masks = BitMasks(bits)
+    return {"image": image, "instances": inst, "height": height, "width": width}
+
+
+def batch(num_empty=0, masks=False):
+    """The three images of ``BATCH_OBJECTS``; the first ``num_empty`` of them without any GT."""
+    inputs = []
+    for i, (boxes, classes) in enumerate(BATCH_OBJECTS):
+        if i < num_empty:
+            boxes, classes = [], []
+        inputs.append(make_image(128, 128, boxes, classes, seed=i, masks=masks))
+    return inputs
+
+
+def train_step(model, inputs):
+    """One forward + backward of the training losses; returns (losses, EventStorage)."""
+    with EventStorage(0) as storage:
+        losses = model(inputs)
+        sum(losses.values()).backward()
+    return losses, storage
+
+
+def grad_sum(module):
+    """Sum of the absolute gradients of ``module``'s parameters (0 when none has a gradient)."""
+    return sum(float(p.grad.abs().sum()) for p in module.parameters() if p.grad is not None)
+
+
+def assert_zero_losses_still_in_graph(losses, modules):
+    """For a batch without any positive: every loss is exactly 0, yet the backward pass reached
+    every parameter of ``modules`` (dict name -> module), i.e. the losses stayed in the graph."""
+    for key, value in losses.items():
+        assert float(value) == 0.0, key
+    for key, module in modules.items():
+        for p in module.parameters():
+            assert p.grad is not None, f"{key} fell out of the graph"
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def evaluate_ground_truth(evaluator, dataset_name):
+    """Feed ``evaluator`` the ground truth of ``dataset_name`` as predictions (score 1, boxes and
+    bitmasks) and return ``evaluator.evaluate()``: a correct pipeline scores about 100 AP."""
+    evaluator.reset()
+    for d in DatasetCatalog.get(dataset_name):
+        size = (d["height"], d["width"])
+        gt = annotations_to_instances(d["annotations"], size, mask_format="bitmask")
+        pred = Instances(
+            size,
+            pred_boxes=gt.gt_boxes,
+            scores=torch.ones(len(gt)),
+            pred_classes=gt.gt_classes,
+            pred_masks=gt.gt_masks.tensor,
+        )
+        evaluator.process([{"image_id": d["image_id"]}], [{"instances": pred}])
+    return evaluator.evaluate()
+
+
+# ----------------------------------------------------------------------------------------------
+# Workers of the multi-process tests (Gloo on CPU). Each joins a process group, computes
+# something and saves its results with torch.save to ``out_dir/rank{r}.pt``.
+
+
+def _init(rank: int, world: int, init_file: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+
+
+def global_pool_loss_worker(rank, world, init_file, out_dir, logits, targets, bounds, delta):
+    """Rank ``rank`` takes ``logits[bounds[rank]:bounds[rank+1]]`` (and its targets) and computes
+    the global-pool loss; saves the loss values and the gradient of its slice."""
+    _init(rank, world, init_file)
+    try:
+        lo, hi = bounds[rank], bounds[rank + 1]
+        mine = logits[lo:hi].clone().requires_grad_(True)
+        loss_rank, loss_sort = rank_sort_loss(mine, targets[lo:hi], delta, pool="global")
+        loss_rank.backward()
+        torch.save(
+            {"rank": loss_rank.detach(), "sort": loss_sort, "grad": mine.grad},
+            os.path.join(out_dir, f"rank{rank}.pt"),
+        )
+    finally:
+        dist.destroy_process_group()
+
+
+class PoolModel(torch.nn.Module):
+    """Tiny scorer: features (n, d) -> logits (n, k); the thing DDP wraps in the tests."""
+
+    def __init__(self, d: int, k: int):
+        super().__init__()
+        self.fc = torch.nn.Linear(d, k)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def ddp_pool_worker(rank, world, init_file, out_dir, state, feats, targets, bounds, pool):
+    """DDP over :class:`PoolModel` loaded from ``state``; rank ``rank`` scores its slice of the
+    batch, backpropagates loss_rank with the given ``pool`` and saves the averaged parameter
+    grads."""
+    _init(rank, world, init_file)
+    try:
+        model = PoolModel(feats.shape[1], targets.shape[1])
+        model.load_state_dict(state)
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
+        lo, hi = bounds[rank], bounds[rank + 1]
+        loss_rank, _ = rank_sort_loss(ddp(feats[lo:hi]), targets[lo:hi], pool=pool)
+        loss_rank.backward()
+        grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+        torch.save(
+            {"loss": loss_rank.detach(), "grads": grads}, os.path.join(out_dir, f"rank{rank}.pt")
+        )
+    finally:
+        dist.destroy_process_group()
