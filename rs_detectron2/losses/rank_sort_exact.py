@@ -12,8 +12,9 @@ arrays; its gradient is a range query on prefix sums of the positives' weights. 
 O((N + P) log P) time. When most entries are candidates (logit above the threshold) the flat input
 is walked in contiguous masked chunks; otherwise the candidates are compacted once.
 
-The positive-positive sums (``R_i``, ``D_i``, ``E_i`` and the sorting gradient each positive receives
-from higher-quality positives) take one of two exact routes, chosen by the number of positives:
+The positive-positive sums (``R_i``, ``D_i``, ``E_i`` and the sorting gradient that each positive
+receives from higher-quality positives) take one of two exact routes, chosen by the number of
+positives:
 
 - ``"dense"``: row chunks of the P x P matrix of H values, O(P^2) time, O(P * chunk) memory;
 - ``"tree"``: the quality condition ``y_k < y_i`` is a prefix (``y_k > y_i`` a suffix) of the
@@ -45,6 +46,8 @@ _NEG_BLOCK = 1 << 16
 # benchmarks/bench_rank_sort.py --crossover; README.md, "The loss at scale").
 _TREE_MIN_POS = {"cpu": 512, "cuda": 2048}
 _PAIR_METHODS = ("auto", "dense", "tree")
+# The tree pass sums leaves of 2^_LEAF_LEVEL quality positions directly (fewer, larger kernels).
+_LEAF_LEVEL = 4
 
 
 def _step(x: torch.Tensor, delta: float) -> torch.Tensor:
@@ -268,88 +271,91 @@ def _pairs_dense(p, y, delta) -> _PairSums:
 
 def _exclusive_cumsum(x: torch.Tensor) -> torch.Tensor:
     """(n, ...) -> (n + 1, ...): sums of the first 0, 1, ..., n rows."""
-    return torch.cat([torch.zeros_like(x[:1]), x.cumsum(0)])
+    out = x.new_zeros((x.shape[0] + 1, *x.shape[1:]))
+    torch.cumsum(x, 0, out=out[1:])
+    return out
 
 
-def _quality_tree_sums(q_of, bound, thresholds, weights, suffix: bool):
-    """Counts and weight sums over the positives selected by quality and by logit rank.
+def _quality_tree_sums(q_of, bound, thresholds, weights, suffix: bool, leaf_level: int):
+    """Sums over the positives selected by quality position and logit rank, above the leaves.
 
-    Positives are indexed by logit rank ``r`` (0..P-1) and have a quality position ``q_of[r]`` (a
-    permutation of 0..P-1, increasing with quality). For every query ``i`` (P of them) this sums
-    over the positives ``k`` with ``q_of[k] < bound[i]`` (``suffix=False``) or
-    ``q_of[k] >= bound[i]`` (``suffix=True``), and, for every column ``x`` of ``thresholds``
-    (P, T) long, over those with rank ``k < x[i]``; also over all selected positives.
-
-    Returns ``(count, sums, total_count, total_sums)``: (P, T) long, (P, T, K) float64, (P,) long
-    and (P, K) float64, for ``weights`` (P, K) float64.
+    Positives are indexed by logit rank ``r`` (0..P-1); ``q_of[r]`` is their position in quality
+    order (a permutation of 0..P-1). Query ``i`` (P of them) selects the positives ``k`` with
+    ``q_of[k] < bound[i]`` (``suffix=False``) or ``q_of[k] >= bound[i]`` (``suffix=True``) and,
+    per column ``x`` of ``thresholds`` (P, T) long, those of them with rank ``k < x[i]``.
+    Returns ``(count, sums)``: (P, T) long and (P, T, K) float64 for ``weights`` (P, K), over the
+    selected positives outside the leaf of ``bound`` (the block of 2^leaf_level quality positions
+    holding it), which the caller sums directly.
 
     The tree is a merge-sort tree over quality positions, built top-down: the level-l array holds
-    the positives grouped in blocks of 2^l consecutive quality positions, each block in logit
-    order. A stable partition (two cumulative counts) turns one level into the next. The selected
-    quality range is the union of O(log P) blocks, the siblings of the path to leaf ``bound``; the
-    number of a block's positives with rank < x follows the path down from the root (where it is x)
-    by the partition counts, so each level costs O(P) for all queries together.
+    the positives in blocks of 2^l consecutive quality positions, each block in logit order; a
+    stable partition (one cumulative count) turns one level into the next. The selected quality
+    range is the union of the siblings of the path from the root to ``bound``'s leaf, one per
+    level. The number of a block's positives with rank < x follows the path down from the root
+    (where it is x itself) through the partition counts, so a level costs O(P) for all queries.
     """
     num_pos, num_thr = thresholds.shape
     device = q_of.device
     positions = torch.arange(num_pos, device=device)
-    order = positions  # level array at the root: everything in logit (= rank) order
+    order = positions  # the root: every positive, in logit (= rank) order
     below = thresholds.clone()  # per query: positives of its current node with rank < x
     count = torch.zeros_like(thresholds)
     sums = weights.new_zeros(num_pos, num_thr, weights.shape[1])
-    total_count = torch.zeros_like(bound)
-    total_sums = weights.new_zeros(num_pos, weights.shape[1])
-    for level in range(num_pos.bit_length() - 1, -1, -1):
+    for level in range(num_pos.bit_length() - 1, leaf_level - 1, -1):
         size = 1 << level
-        # Partition each parent block (2 * size quality positions) into its two children.
-        goes_right = (q_of[order] >> level) & 1
-        zeros_before = _exclusive_cumsum(1 - goes_right)  # left-goers before each position
-        parent = positions >> (level + 1)
-        new_pos = torch.where(
-            goes_right.bool(),
-            positions - zeros_before[:-1] + (parent + 1) * size,
-            zeros_before[:-1] + parent * size,
+        # Partition each parent block (2 size quality positions) into its two children, stably.
+        goes_right = ((q_of.index_select(0, order) >> level) & 1).bool()
+        left_before = _exclusive_cumsum((~goes_right).long())  # left-goers before each position
+        left_base = (positions >> (level + 1)) << level  # left-goers of the earlier parents
+        to_left = left_before[:-1] + left_base
+        to_right = positions + size + 2 * left_base - to_left
+        order = torch.empty_like(order).index_put_(
+            (torch.where(goes_right, to_right, to_left),), order
         )
-        order = torch.empty_like(order).index_put_((new_pos,), order)
-        cum = _exclusive_cumsum(weights[order])  # (P + 1, K), this level's order
-        # Each query's node at this level's parent, and how its `below` counts split.
-        node = bound >> (level + 1)
-        start = node << (level + 1)
+        cum = _exclusive_cumsum(weights.index_select(0, order))  # (P + 1, K), this level's order
+        # Each query's node (the parent) at this level, and how its `below` counts split.
         went_right = ((bound >> level) & 1).bool()
-        below_left = zeros_before[start[:, None] + below] - (node * size)[:, None]
-        below_right = below - below_left
-        if suffix:  # the right child is selected whole when the path goes left
-            take = ~went_right
+        start = (bound >> (level + 1)) << (level + 1)
+        below_left = _take(left_before, start[:, None] + below) - (start >> 1)[:, None]
+        if suffix:  # the right child is selected whole where the path goes left
             child = (start + size).clamp_max(num_pos)
-            child_size = ((start + 2 * size).clamp_max(num_pos) - child) * take
-            part = below_right * take[:, None]
-        else:  # the left child is selected whole when the path goes right
-            take = went_right
+            part = torch.where(went_right[:, None], 0, below - below_left)
+        else:  # the left child is selected whole where the path goes right
             child = start
-            child_size = size * take
-            part = below_left * take[:, None]
-        ends = torch.cat([child[:, None] + part, (child + child_size)[:, None]], dim=1)
-        got = cum[ends] - cum[child][:, None, :]  # (P, T + 1, K)
-        sums += got[:, :num_thr]
-        total_sums += got[:, num_thr]
+            part = torch.where(went_right[:, None], below_left, 0)
+        sums += _take(cum, child[:, None] + part) - cum.index_select(0, child)[:, None, :]
         count += part
-        total_count += child_size
-        below = torch.where(went_right[:, None], below_right, below_left)
-    if suffix:  # the leaf at `bound` itself (empty when bound == P)
-        leaf = bound.clamp_max(num_pos)
-        leaf_size = (bound < num_pos).long()
-        ends = torch.cat([leaf[:, None] + below, (leaf + leaf_size)[:, None]], dim=1)
-        got = cum[ends] - cum[leaf][:, None, :]
-        sums += got[:, :num_thr]
-        total_sums += got[:, num_thr]
-        count += below
-        total_count += leaf_size
-    return count, sums, total_count, total_sums
+        below = torch.where(went_right[:, None], below - below_left, below_left)
+    return count, sums
+
+
+def _take(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``x[idx]`` along the first dimension (index_select is the fast gather on CPU)."""
+    return x.index_select(0, idx.reshape(-1)).view(*idx.shape, *x.shape[1:])
+
+
+def _quality_leaves(values, by_quality, leaf_level: int):
+    """``values`` (P, K) in quality order, padded with zeros and cut into leaves: (P / B, B, K)."""
+    num_pos = by_quality.numel()
+    size = 1 << leaf_level
+    leaves = values.new_zeros(-(-num_pos // size) * size, values.shape[1])
+    leaves[:num_pos] = values.index_select(0, by_quality)
+    return leaves.view(-1, size, values.shape[1])
+
+
+def _leaf_selection(bound, num_pos: int, suffix: bool, leaf_level: int):
+    """Per query, the leaf holding ``bound`` and which of its 2^leaf_level quality positions lie in
+    the query's range: ``(leaf, selected)``, (P,) long and (P, B) bool."""
+    leaf = bound >> leaf_level
+    qpos = (leaf << leaf_level)[:, None] + torch.arange(1 << leaf_level, device=bound.device)
+    selected = qpos >= bound[:, None] if suffix else qpos < bound[:, None]
+    return leaf.clamp_max(-(-num_pos // (1 << leaf_level)) - 1), selected & (qpos < num_pos)
 
 
 def _quality_positions(y):
-    """For targets ``y`` (P,): the quality position of each entry (stable sort by y) and, per
-    entry, the first and one-past-last quality positions of its tie group (equal targets)."""
+    """For targets ``y`` (P,): the stable quality order ``by_quality`` (ranks by increasing y), the
+    quality position of each entry, and per entry the first and one-past-last quality positions of
+    its tie group (equal targets are never "lower")."""
     num_pos = y.numel()
     y_sorted, by_quality = y.sort(stable=True)
     positions = torch.arange(num_pos, device=y.device)
@@ -360,7 +366,7 @@ def _quality_positions(y):
     last[:-1] = first[1:]
     tie_start = torch.where(first, positions, 0).cummax(0).values
     tie_end = torch.where(last, positions + 1, num_pos).flip(0).cummin(0).values.flip(0)
-    return q_of, tie_start[q_of], tie_end[q_of]
+    return by_quality, q_of, tie_start[q_of], tie_end[q_of]
 
 
 def _pairs_tree(p, y, delta) -> _PairSums:
@@ -368,60 +374,74 @@ def _pairs_tree(p, y, delta) -> _PairSums:
 
     With delta > 0, ``H(s_k - s_i)`` is 1 for ranks ``k >= hi_i`` (s_k > s_i + delta), linear for
     ``lo_i <= k < hi_i`` and 0 below; ``H(s_i - s_k)`` is 1 for ``k < lo_i``, linear for
-    ``lo_i <= k < hi_i`` and 0 above. The window excludes s_k = s_i - delta, where H is 0, so an
-    empty selection gives exactly 0 (the eps tests see exact zeros where the dense pass does).
+    ``lo_i <= k < hi_i`` and 0 above. The window leaves out s_k = s_i - delta, where H is 0, so an
+    empty selection sums to exactly 0 (the eps tests see exact zeros where the dense pass does).
+    Leaves of 2^_LEAF_LEVEL quality positions are summed directly, with H itself.
     """
     num_pos = p.numel()
     one_minus_y = 1.0 - y
-    q_of, tie_start, tie_end = _quality_positions(y)
+    by_quality, q_of, tie_start, tie_end = _quality_positions(y)
+    leaf_level = min(_LEAF_LEVEL, num_pos.bit_length())
+    every = torch.full_like(tie_start, num_pos)  # threshold "rank < P": all selected positives
+    two_delta = 2 * delta
     if delta > 0:
         lo = torch.searchsorted(p, p - delta, side="right")
         hi = torch.searchsorted(p, p + delta, side="right")
-        below_i = p - delta  # H(s_k - s_i) = (s_k - below_i) / (2 delta) in the window
-        above_i = p + delta  # H(s_i - s_k) = (above_i - s_k) / (2 delta) in the window
         cols = torch.stack([one_minus_y, p, one_minus_y * p], dim=1)
+        # R_i and C_i over every positive (no quality condition): prefix sums in logit order.
         full = _exclusive_cumsum(cols)
-
-        # R_i, C_i: every positive (the root of the tree), sums of 1 and (1 - y).
         win = full[hi] - full[lo]
-        two_delta = 2 * delta
-        R = (num_pos - hi) + ((win[:, 1] - (hi - lo) * below_i) / two_delta)
-        C = (full[-1, 0] - full[hi, 0]) + (win[:, 2] - win[:, 0] * below_i) / two_delta
-        # D_i, E_i: the positives of lower quality (quality positions before i's tie group).
-        count, sums, total_count, total_sums = _quality_tree_sums(
-            q_of, tie_start, torch.stack([lo, hi], dim=1), cols, suffix=False
+        R = (num_pos - hi) + (win[:, 1] - (hi - lo) * (p - delta)) / two_delta
+        C = (full[-1, 0] - full[hi, 0]) + (win[:, 2] - win[:, 0] * (p - delta)) / two_delta
+        # D_i and E_i: the positives of lower quality (before i's tie group), tree part.
+        count, sums = _quality_tree_sums(
+            q_of, tie_start, torch.stack([lo, hi, every], 1), cols, False, leaf_level
         )
-        w_cnt = (count[:, 1] - count[:, 0]).to(torch.float64)
-        w_sum = sums[:, 1] - sums[:, 0]  # (P, K)
-        D = (total_count - count[:, 1]) + (w_sum[:, 1] - w_cnt * below_i) / two_delta
-        E = (total_sums[:, 0] - sums[:, 1, 0]) + (w_sum[:, 2] - w_sum[:, 0] * below_i) / two_delta
+        w_cnt = count[:, 1] - count[:, 0]
+        w_sum = sums[:, 1] - sums[:, 0]
+        D = (count[:, 2] - count[:, 1]) + (w_sum[:, 1] - w_cnt * (p - delta)) / two_delta
+        E = (sums[:, 2, 0] - sums[:, 1, 0]) + (w_sum[:, 2] - w_sum[:, 0] * (p - delta)) / two_delta
     else:
         lo = torch.searchsorted(p, p, side="left")  # H(s_k - s_i) = 1 for ranks k >= lo_i
         hi = torch.searchsorted(p, p, side="right")  # H(s_i - s_k) = 1 for ranks k < hi_i
         full = _exclusive_cumsum(one_minus_y)
         R = (num_pos - lo).to(torch.float64)
         C = full[-1] - full[lo]
-        count, sums, total_count, total_sums = _quality_tree_sums(
-            q_of, tie_start, lo[:, None], one_minus_y[:, None], suffix=False
+        count, sums = _quality_tree_sums(
+            q_of, tie_start, torch.stack([lo, every], 1), one_minus_y[:, None], False, leaf_level
         )
-        D = (total_count - count[:, 0]).to(torch.float64)
-        E = total_sums[:, 0] - sums[:, 0, 0]
-    # Empty selections are exact zeros; rounding may leave tiny negatives elsewhere.
-    D = D.clamp_min(0.0)
-    E = E.clamp_min(0.0)
+        D = (count[:, 1] - count[:, 0]).to(torch.float64)
+        E = sums[:, 1, 0] - sums[:, 0, 0]
+    # Leaves: the lower-quality positives in the leaf holding i's tie start, summed with H itself.
+    leaves = _quality_leaves(torch.stack([p, one_minus_y], 1), by_quality, leaf_level)
+    leaf, selected = _leaf_selection(tie_start, num_pos, False, leaf_level)
+    leaf_rows = leaves.index_select(0, leaf)  # (P, B, 2)
+    h = _step(leaf_rows[:, :, 0] - p[:, None], delta).masked_fill_(~selected, 0.0)
+    D = D.clamp_min(0.0) + h.sum(1)
+    E = E.clamp_min(0.0) + (h * leaf_rows[:, :, 1]).sum(1)
     lS = _sorting_error(R, C, D, E)
     share = _sorting_share(lS, D)
-    # inflow_i: the positives of higher quality (quality positions from the end of i's tie group).
+
+    # inflow_i: the positives of higher quality (from the end of i's tie group on).
     if delta > 0:
-        wcols = torch.stack([share, share * p], dim=1)
-        _, sums, _, _ = _quality_tree_sums(
-            q_of, tie_end, torch.stack([lo, hi], dim=1), wcols, suffix=True
+        _, sums = _quality_tree_sums(
+            q_of,
+            tie_end,
+            torch.stack([lo, hi], 1),
+            torch.stack([share, share * p], 1),
+            True,
+            leaf_level,
         )
         w_sum = sums[:, 1] - sums[:, 0]
-        inflow = sums[:, 0, 0] + (w_sum[:, 0] * above_i - w_sum[:, 1]) / (2 * delta)
+        inflow = sums[:, 0, 0] + (w_sum[:, 0] * (p + delta) - w_sum[:, 1]) / two_delta
     else:
-        _, sums, _, _ = _quality_tree_sums(q_of, tie_end, hi[:, None], share[:, None], suffix=True)
+        _, sums = _quality_tree_sums(q_of, tie_end, hi[:, None], share[:, None], True, leaf_level)
         inflow = sums[:, 0, 0]
+    leaves = _quality_leaves(torch.stack([p, share], 1), by_quality, leaf_level)
+    leaf, selected = _leaf_selection(tie_end, num_pos, True, leaf_level)
+    leaf_rows = leaves.index_select(0, leaf)
+    h = _step(p[:, None] - leaf_rows[:, :, 0], delta).masked_fill_(~selected, 0.0)
+    inflow = inflow + (h * leaf_rows[:, :, 1]).sum(1)
     return _PairSums(R, lS, D, inflow)
 
 

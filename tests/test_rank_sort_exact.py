@@ -1,0 +1,247 @@
+"""Tests of the two positive-positive passes of ``rs_detectron2.losses.rank_sort_exact``.
+
+The dense pass (P x P row chunks) and the quality-tree pass (O(P log P)) must give the values and
+gradients of the loop oracle (``rs_reference.py``) and of each other, on cases with thousands of
+positives where the tree is the automatic choice, with ties in targets and logits, delta 0, 0.5
+and 1, ignored entries, equal qualities and a single positive. Both ways of walking the negatives
+(the flat input in chunks, or the compacted candidates) are covered too.
+"""
+
+import importlib
+import math
+
+import pytest
+import torch
+from rs_reference import reference_rank_sort
+
+from rs_detectron2.losses.rank_sort_exact import rank_sort_exact
+
+F64 = torch.float64
+# The module itself (its name is also that of its function): its constants are patched below.
+exact_module = importlib.import_module("rs_detectron2.losses.rank_sort_exact")
+
+
+def make_case(seed, n, num_pos, *, logits="normal", targets="cont", num_ign=0, trained=False):
+    """Seeded float64 flat (logits, targets).
+
+    logits: "normal" (2 N(0, 1)) or "ties" (a grid of step 0.25 in [-1.5, 1.5]: exact ties, and
+    pairs exactly 0.5 and 1.0 apart). targets: "cont" (uniform in (0, 1]), "quant" (0.25 steps),
+    "ones" (all equal). ``trained``: negatives shifted down and positives up, so that few
+    negatives are relevant (the compacted walk); otherwise nearly all are (the flat walk).
+    """
+    g = torch.Generator().manual_seed(seed)
+    if logits == "normal":
+        s = 2 * torch.randn(n, generator=g, dtype=F64)
+    elif logits == "ties":
+        s = torch.randint(-6, 7, (n,), generator=g).to(F64) / 4
+    else:
+        raise AssertionError(logits)
+    perm = torch.randperm(n, generator=g)
+    pos, ign = perm[:num_pos], perm[num_pos : num_pos + num_ign]
+    if trained and logits == "normal":
+        s = s / 2 - 4.0  # negatives ~ N(-4, 1), positives ~ N(2, 1)
+        s[pos] += 6.0
+    elif trained:
+        s = s - 2.25  # negatives on [-3.75, -0.75], positives on [-0.5, 2.5]: ties across
+        s[pos] += 2.75
+    y = torch.zeros(n, dtype=F64)
+    if targets == "cont":
+        y[pos] = 1 - torch.rand(num_pos, generator=g, dtype=F64)
+    elif targets == "quant":
+        y[pos] = torch.randint(1, 5, (num_pos,), generator=g).to(F64) / 4
+    elif targets == "ones":
+        y[pos] = 1.0
+    else:
+        raise AssertionError(targets)
+    y[ign] = -1.0
+    return s, y
+
+
+def assert_close(got, expected, rtol):
+    """(loss_rank, loss_sort, grad) triples; the gradient's atol is rtol times its largest entry."""
+    for a, b in zip(got[:2], expected[:2]):
+        torch.testing.assert_close(a.to(F64), b.to(F64), rtol=rtol, atol=1e-12)
+    atol = rtol * max(expected[2].abs().max().item(), 1e-30)
+    torch.testing.assert_close(got[2].to(F64), expected[2].to(F64), rtol=rtol, atol=atol)
+
+
+def check_invariants(s, y, loss_rank, grad):
+    """The identity update's invariants: sums over positives / negatives, zeros where required."""
+    pos, neg = y > 0, y == 0
+    tol = 1e-11 * (grad.abs().sum().item() + 1.0)
+    assert abs(grad[pos].sum().item() + loss_rank.item()) <= tol
+    assert abs(grad[neg].sum().item() - loss_rank.item()) <= tol
+    assert torch.all(grad[~pos & ~neg] == 0)
+    assert torch.all(grad[neg] >= 0)
+
+
+# ----------------------------------------------------------------------------------------------
+# 1. the tree pass against the loop oracle, thousands of positives
+
+
+ORACLE_CASES = [
+    pytest.param(1, 5000, 2000, 0.5, {"num_ign": 500}, id="p2000-cont-d0.5-ignored"),
+    pytest.param(2, 4000, 1500, 0.0, {"logits": "ties", "targets": "quant"}, id="p1500-ties-d0"),
+    pytest.param(3, 4000, 1500, 0.5, {"logits": "ties", "targets": "quant"}, id="p1500-ties-d0.5"),
+    pytest.param(4, 4000, 1200, 1.0, {"targets": "quant", "num_ign": 300}, id="p1200-quant-d1"),
+    pytest.param(5, 3000, 1000, 0.5, {"targets": "ones"}, id="p1000-equal-quality"),
+    pytest.param(6, 20000, 1000, 0.5, {"trained": True, "num_ign": 2000}, id="p1000-compacted"),
+    pytest.param(7, 20000, 800, 0.0, {"trained": True, "logits": "ties"}, id="p800-compact-d0"),
+    pytest.param(8, 1500, 1500, 0.5, {"targets": "quant"}, id="all-positive"),
+]
+
+
+@pytest.mark.parametrize("seed, n, num_pos, delta, kwargs", ORACLE_CASES)
+def test_tree_matches_loop_reference(seed, n, num_pos, delta, kwargs):
+    s, y = make_case(seed, n, num_pos, **kwargs)
+    expected = reference_rank_sort(s, y, delta, use_threshold=True)
+    got = rank_sort_exact(s, y, delta, pairs="tree")
+    assert_close(got, expected, rtol=1e-9)
+    check_invariants(s, y, got[0], got[2])
+
+
+@pytest.mark.parametrize("leaf_level", [0, 1, 3])
+@pytest.mark.parametrize("delta", [0.5, 0.0, 1.0])
+def test_deep_tree_with_small_leaves_matches_loop_reference(monkeypatch, leaf_level, delta):
+    """Leaves of 1, 2 and 8 quality positions: every tree level and the leaf sums are exercised
+    on a few hundred positives with ties in both logits and targets."""
+    monkeypatch.setattr(exact_module, "_LEAF_LEVEL", leaf_level)
+    s, y = make_case(20 + leaf_level, 900, 300, logits="ties", targets="quant", num_ign=50)
+    expected = reference_rank_sort(s, y, delta)
+    assert_close(rank_sort_exact(s, y, delta, pairs="tree"), expected, rtol=1e-9)
+
+
+@pytest.mark.parametrize("num_pos", [1, 2, 3, 17, 64, 65])
+@pytest.mark.parametrize("delta", [0.5, 0.0])
+def test_tree_small_pools_match_loop_reference(num_pos, delta):
+    """A single positive, pools smaller than one leaf and pools one past a power of two."""
+    s, y = make_case(30 + num_pos, 200, num_pos, targets="quant", num_ign=10)
+    expected = reference_rank_sort(s, y, delta)
+    assert_close(rank_sort_exact(s, y, delta, pairs="tree"), expected, rtol=1e-9)
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. the tree pass against the dense pass
+
+
+@pytest.mark.parametrize("delta", [0.5, 0.0, 1.0])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"logits": "normal", "targets": "cont"},
+        {"logits": "ties", "targets": "quant"},
+        {"logits": "normal", "targets": "quant", "trained": True},
+    ],
+    ids=["cont", "ties", "trained"],
+)
+def test_tree_matches_dense_pass(delta, kwargs):
+    """3000 positives: values and gradients of the two passes agree to float64 rounding."""
+    s, y = make_case(40, 20000, 3000, num_ign=1000, **kwargs)
+    dense = rank_sort_exact(s, y, delta, pairs="dense")
+    tree = rank_sort_exact(s, y, delta, pairs="tree")
+    assert_close(tree, dense, rtol=1e-10)
+    check_invariants(s, y, tree[0], tree[2])
+
+
+def test_tree_matches_dense_pass_in_float32():
+    """float32 logits and targets: both passes compute in float64 and round once at the end."""
+    s, y = make_case(41, 30000, 3000, targets="quant", num_ign=300)
+    s, y = s.float(), y.float()
+    dense = rank_sort_exact(s, y, 0.5, pairs="dense")
+    tree = rank_sort_exact(s, y, 0.5, pairs="tree")
+    assert tree[2].dtype == torch.float32
+    assert_close(tree, dense, rtol=1e-6)
+
+
+def test_equal_qualities_give_exactly_zero_sorting_terms():
+    """All positives share one target: nothing is of lower quality, so D_i = 0 exactly and the
+    sorting error is exactly 0 in both passes (not rounding noise around it)."""
+    s, y = make_case(42, 6000, 2000, targets="ones")
+    y[y > 0] = 0.7
+    tree = rank_sort_exact(s, y, 0.5, pairs="tree")
+    dense = rank_sort_exact(s, y, 0.5, pairs="dense")
+    assert tree[1].item() == 0.0 and dense[1].item() == 0.0
+    assert_close(tree, dense, rtol=1e-12)
+
+
+def test_automatic_choice_and_bad_method():
+    """ "auto" uses the dense pass for few positives and the tree for many; both equal it."""
+    few = make_case(43, 2000, exact_module._TREE_MIN_POS["cpu"] - 1, num_ign=100)
+    many = make_case(44, 8000, exact_module._TREE_MIN_POS["cpu"] + 1, num_ign=100)
+    for (s, y), same_as in ((few, "dense"), (many, "tree")):
+        auto = rank_sort_exact(s, y, 0.5)
+        chosen = rank_sort_exact(s, y, 0.5, pairs=same_as)
+        assert torch.equal(auto[2], chosen[2]) and torch.equal(auto[1], chosen[1])
+    with pytest.raises(ValueError, match="pairs"):
+        rank_sort_exact(torch.zeros(3), torch.zeros(3), 0.5, pairs="fast")
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. the negatives' walk, the inputs and the single synchronisation
+
+
+@pytest.mark.parametrize("pairs", ["dense", "tree"])
+def test_flat_and_compacted_walks_match_loop_reference(pairs, monkeypatch):
+    """A trained-like input (few relevant negatives: the compacted walk) and the same input with
+    most negatives lifted into the positives' range (the flat walk), each against the oracle. The
+    chunk size is lowered so that both walks span several chunks."""
+    monkeypatch.setattr(exact_module, "_NEG_BLOCK", 1000)
+    walks = []
+    original = exact_module._positives_and_walk
+
+    def recording(*args):
+        pos, walk = original(*args)
+        walks.append(walk.flat)
+        return pos, walk
+
+    monkeypatch.setattr(exact_module, "_positives_and_walk", recording)
+    s, y = make_case(50, 12000, 1500, trained=True, num_ign=600)
+    s_flat = s.clone()
+    lifted = (y == 0) & (torch.arange(s.numel()) % 4 != 0)
+    s_flat[lifted] = s_flat[lifted] + 5.0
+    for logits in (s, s_flat):
+        expected = reference_rank_sort(logits, y, 0.5, use_threshold=True)
+        assert_close(rank_sort_exact(logits, y, 0.5, pairs=pairs), expected, rtol=1e-9)
+    assert walks == [False, True]
+
+
+@pytest.mark.parametrize("pairs", ["dense", "tree"])
+def test_inputs_are_not_modified(pairs):
+    s, y = make_case(51, 5000, 1200, logits="ties", targets="quant", num_ign=100)
+    s_copy, y_copy = s.clone(), y.clone()
+    rank_sort_exact(s, y, 0.5, pairs=pairs)
+    rank_sort_exact(s.float(), y.float(), 0.0, pairs=pairs)
+    assert torch.equal(s, s_copy) and torch.equal(y, y_copy)
+
+
+def test_one_host_synchronisation_per_call(monkeypatch):
+    """The tree pass adds no host round trip: .tolist() / .item() run once per call (CPU stand-in
+    for the device synchronisation they cause on a GPU)."""
+    calls = []
+    original_tolist = torch.Tensor.tolist
+    original_item = torch.Tensor.item
+
+    def counting_tolist(self):
+        calls.append("tolist")
+        return original_tolist(self)
+
+    def counting_item(self):
+        calls.append("item")
+        return original_item(self)
+
+    s, y = make_case(52, 20000, 3000, targets="quant", num_ign=100)
+    monkeypatch.setattr(torch.Tensor, "tolist", counting_tolist)
+    monkeypatch.setattr(torch.Tensor, "item", counting_item)
+    rank_sort_exact(s, y, 0.5, pairs="tree")
+    monkeypatch.undo()
+    assert calls == ["tolist"]
+
+
+def test_large_pool_values_are_finite_and_bounded():
+    """10000 positives among 30000 entries with quantised targets: the tree pass only (the dense
+    pass would take seconds); the loss lies in [0, 1] and the invariants hold."""
+    s, y = make_case(53, 30000, 10000, targets="quant", num_ign=2000)
+    loss_rank, loss_sort, grad = rank_sort_exact(s, y, 0.5, pairs="tree")
+    assert 0.0 <= loss_rank.item() <= 1.0 and loss_sort.item() >= 0.0
+    assert math.isfinite(grad.abs().max().item())
+    check_invariants(s, y, loss_rank, grad)
