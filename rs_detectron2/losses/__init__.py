@@ -4,6 +4,8 @@ Heads take a :class:`RankingLoss` (today :class:`RankSortLoss`) as their ``ranki
 argument; the functional forms are for use outside the heads.
 """
 
+from .alrp_loss import ALRPLoss, alrp_loss
+from .ap_loss import APLoss, ap_loss
 from .balancing import balance_to
 from .box_losses import aligned_iou, dice_loss, giou_loss, weighted_mean
 from .pool import RANKING_POOLS
@@ -20,4 +22,8 @@ __all__ = [
     "giou_loss",
     "dice_loss",
     "weighted_mean",
+    "APLoss",
+    "ap_loss",
+    "ALRPLoss",
+    "alrp_loss",
 ]

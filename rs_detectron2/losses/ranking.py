@@ -68,6 +68,15 @@ class RankingLoss(nn.Module):
         """
         raise NotImplementedError
 
+    def scalars(self) -> Dict[str, torch.Tensor]:
+        """Named 0-dim tensors worth logging besides the losses (e.g. a balance weight kept across
+        iterations); none by default.
+
+        Returns:
+            dict name -> detached 0-dim tensor.
+        """
+        return {}
+
 
 def check_delta(delta: float) -> float:
     """``delta`` as a float if it is finite and >= 0 (the smoothed step's half-width), else raise

@@ -1,0 +1,309 @@
+"""aLRP Loss (Oksuz et al., "A Ranking-based, Balanced Loss Function Unifying Classification and
+Localisation in Object Detection", NeurIPS 2020): exact values, the identity-update gradient and the
+localisation component, no loop over positives; and its self-balancing head loss.
+
+Notation as in :mod:`rs_detectron2.losses.ranking_exact` (``rank+``, ``NFP``, ``rank``; binary
+targets: every entry with a target ``> 0`` is a positive). ``l(k)`` is the localisation error of
+positive k (the head passes ``GIoU loss / (2 (1 - tau))``, in [0, 1] for tau = 0.5), and
+``lbar(i) = sum_{k in P, k != i} H(s_k - s_i) l(k)``.
+
+Classification component (Sec. 3 and 4 of the paper):
+
+    loss_cls = mean_i NFP(i) / rank(i)          (= 1 - mean precision)
+    e(i)     = [NFP(i) > 1e-5] (NFP(i) + lbar(i)) / rank(i)
+    positive i:  |P| g_i = -e(i)
+    negative j:  |P| g_j = sum_i e(i) H(s_j - s_i) / NFP(i)
+
+(the localisation errors enter detached: the classifier cannot change them; the positives' and
+negatives' gradients balance, the paper's Theorem 2.)
+
+Localisation component: the positives ordered by descending logit (ties: by flat index, the
+earlier entry of ``targets.flatten()`` first; the authors' code leaves tied order to an unstable
+sort), ``loss_loc = mean_q (sum_{r <= q} l(r)) / rank(q)`` with the rank detached, so
+``d loss_loc / d l(k) = (1 / |P|) sum_{q at or below k} 1 / rank(q)``.
+"""
+
+import math
+from typing import Dict, Optional
+
+import torch
+import torch.distributed as dist
+
+from .balancing import balance_to
+from .box_losses import giou_loss
+from .pool import check_pool, distributed_world_size, gather_flat, own_slice, pool_group
+from .ranking import RankingLoss, autocast_off, check_delta, flat_inputs
+from .ranking_exact import negative_gradient, rank_positives, window_sums
+
+__all__ = ["alrp_loss", "ALRPLoss"]
+
+# The authors' threshold on the soft false-positive count below which a positive passes no
+# gradient (it has nothing to push down).
+_EPS = 1e-5
+
+
+def _check_alrp_delta(delta: float, name: str) -> float:
+    delta = check_delta(delta)
+    if delta == 0:
+        # The authors' smoothed step divides by 2 delta; there is no hard-step variant.
+        raise ValueError(f"{name}: delta must be > 0, got {delta}")
+    return delta
+
+
+def _alrp_exact(s: torch.Tensor, y: torch.Tensor, loc: torch.Tensor, delta: float):
+    """``(loss_cls, loss_loc, grad, grad_loc)`` for flat ``s``, ``y`` (n,) and ``loc`` (P,):
+    two 0-dim float64 losses, the identity-update gradient (n,) in the dtype of ``s`` and the
+    gradient of ``loss_loc`` w.r.t. ``loc`` (P,) in float64."""
+    zero = torch.zeros((), dtype=torch.float64, device=s.device)
+    empty_loc = torch.zeros(loc.shape, dtype=torch.float64, device=loc.device)
+    if s.numel() == 0:
+        if loc.numel():
+            raise ValueError(f"alrp_loss: loc_errors has {loc.numel()} entries but no positives")
+        return zero, zero.clone(), torch.zeros_like(s), empty_loc
+    ranked = rank_positives(s, y, delta, "alrp_loss", loc=loc)
+    if ranked is None:
+        return zero, zero.clone(), torch.zeros_like(s), empty_loc
+    num_pos = ranked.p.numel()
+    nfp = ranked.nfp
+    rank = ranked.rank_pos + nfp
+    # lbar: every positive's error weighted by H, minus the self term H(0) l(i) = l(i) / 2.
+    lbar = window_sums(ranked.p, ranked.loc, delta) - 0.5 * ranked.loc
+    has_fp = nfp > _EPS
+    error = torch.where(has_fp, (nfp + lbar) / rank, 0.0)
+    weights = torch.where(has_fp, error / torch.where(has_fp, nfp, 1.0), 0.0)
+    grad = negative_gradient(ranked, weights, s, y)
+    grad[ranked.idx] = (-error / num_pos).to(grad.dtype)
+    loss_cls = (nfp / rank).mean()
+
+    # Localisation component, in the flat positive order of ``loc``.
+    rank_flat = torch.empty_like(rank).index_put_((ranked.order,), rank)
+    s_pos = torch.empty_like(ranked.p).index_put_((ranked.order,), ranked.p)
+    desc = s_pos.sort(descending=True, stable=True).indices
+    inv_rank = 1.0 / rank_flat[desc]
+    loss_loc = (loc.to(torch.float64)[desc].cumsum(0) * inv_rank).mean()
+    grad_loc = torch.empty_like(inv_rank).index_put_(
+        (desc,), inv_rank.flip(0).cumsum(0).flip(0) / num_pos
+    )
+    return loss_cls, loss_loc, grad, grad_loc
+
+
+class _ALRPFunction(torch.autograd.Function):
+    """(loss_cls, loss_loc) of one ranking pool. Backward: the saved identity-update gradient
+    times the upstream gradient of loss_cls for the logits, the localisation component's gradient
+    times that of loss_loc for the localisation errors. ``group`` None ranks this process's
+    entries; a process group ranks the entries (and positives' errors) of all its processes."""
+
+    @staticmethod
+    def forward(ctx, logits, targets, loc_errors, delta, group):
+        with autocast_off(logits.device.type):
+            s, y, out_dtype = flat_inputs(logits, targets, "alrp_loss")
+            loc = loc_errors.detach().reshape(-1)
+            if group is None:
+                loss_cls, loss_loc, grad, grad_loc = _alrp_exact(s, y, loc, delta)
+            else:
+                pair = torch.stack([s, y]) if s.dtype == y.dtype else torch.stack([s.double(), y])
+                full, sizes = gather_flat(pair, group)
+                full_loc, loc_sizes = gather_flat(loc, group)
+                loss_cls, loss_loc, grad, grad_loc = _alrp_exact(
+                    full[0].to(s.dtype), full[1], full_loc, delta
+                )
+                # DDP averages parameter gradients: scale so that the average is the gradient
+                # of the global loss (both components).
+                grad = grad[own_slice(sizes, group)] * len(sizes)
+                grad_loc = grad_loc[own_slice(loc_sizes, group)] * len(loc_sizes)
+        ctx.save_for_backward(
+            grad.view(logits.shape), grad_loc.to(loc_errors.dtype).view(loc_errors.shape)
+        )
+        loc_dtype = torch.promote_types(loc_errors.dtype, torch.float32)
+        return loss_cls.to(out_dtype), loss_loc.to(loc_dtype)
+
+    @staticmethod
+    def backward(ctx, grad_cls, grad_loc_out):
+        grad, grad_loc = ctx.saved_tensors
+        return grad * grad_cls, None, grad_loc * grad_loc_out, None, None
+
+
+def alrp_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    loc_errors: torch.Tensor,
+    delta: float = 1.0,
+    *,
+    pool: str = "local",
+    group=None,
+):
+    """aLRP Loss over one ranking pool (Oksuz et al., NeurIPS 2020), split in its two components.
+
+    Args:
+        logits: tensor of any shape, the classification logits. Must be floating point and finite.
+        targets: tensor of the same shape. ``< 0``: ignored; ``0``: negative; ``(0, 1]``: positive
+            (binary: the value is not used).
+        loc_errors: (P,) localisation errors of the P positives in the order of
+            ``targets.flatten() > 0`` (e.g. ``giou_loss / (2 (1 - tau))``), floating point and
+            finite; may require grad.
+        delta: half-width of the smoothed step, > 0 (1.0 in the paper).
+        pool: ``"local"`` (default, the authors' behaviour) or ``"global"``: the entries of every
+            process of ``group`` ranked as one pool, localisation errors included (a collective:
+            every process must call it).
+        group: the process group of the global pool (default: all processes).
+
+    Returns:
+        ``(loss_cls, loss_loc)``: 0-dim tensors. ``loss_cls = 1 - mean precision`` (float32, or
+        float64 for float64 logits) has the identity-update gradient w.r.t. ``logits`` and none
+        w.r.t. ``loc_errors``. ``loss_loc`` (the localisation component, in the dtype of
+        ``loc_errors`` promoted to float32) has a gradient w.r.t. ``loc_errors`` only. Add
+        ``loss_cls + w * loss_loc`` (``w`` is the self-balance weight of :class:`ALRPLoss`). With
+        no positives both are 0 and still attached to the graph. With a global pool both are those
+        of the whole pool and the gradients are this process's slices times the world size.
+
+    Raises:
+        FloatingPointError: if any logit or localisation error is NaN or infinite.
+        ValueError: on mismatched shapes, ``loc_errors`` whose length is not the number of
+            positives, a delta that is not finite and > 0, targets that are NaN or above 1, or an
+            unknown ``pool``.
+    """
+    delta = _check_alrp_delta(delta, "alrp_loss")
+    if not loc_errors.is_floating_point():
+        raise TypeError(f"alrp_loss: loc_errors must be floating point, got {loc_errors.dtype}")
+    return _ALRPFunction.apply(logits, targets, loc_errors, delta, pool_group(pool, group))
+
+
+class ALRPLoss(RankingLoss):
+    """aLRP Loss as the ranking loss of a detection head, with its self-balance (SB).
+
+    :meth:`head_losses` computes the localisation errors of the positives as
+    ``GIoU loss / (2 (1 - tau))`` and returns ``{prefix}_alrp_cls`` and ``{prefix}_alrp_loc``, the
+    latter already multiplied by the SB weight ``w`` (the paper's Sec. 4.2). ``w`` starts at
+    ``init_weight``; after every ``period`` training calls it becomes
+    ``(mean loss_cls + mean loss_loc) / mean loss_loc`` over that period's values (unchanged if the
+    mean localisation loss is 0 or not finite). Set ``period`` to the epoch length in iterations
+    (the authors: 7,330 = ceil(117,266 COCO train images / 16)); one object per head, called once
+    per iteration.
+
+    The weight, the running sums, the call count and the period are persistent buffers: they are
+    saved in checkpoints and survive a resume (the authors' Python attributes reset to 50). Only
+    training mode updates them. With ``sync`` and ``torch.distributed`` initialised, the sums are
+    all-reduced over ``group`` at the period boundary, so every process gets the same ``w`` (the
+    authors keep it per process); every process must then call the loss the same number of times.
+    Wrap the model in DDP with ``broadcast_buffers=False`` (the Detectron2 default of
+    ``create_ddp_model`` in the configs' ``train.ddp``) so that each process keeps its own sums.
+
+    Args:
+        delta: half-width of the smoothed step (1.0 in the paper).
+        tau: the head's positive IoU threshold; the localisation error is GIoU / (2 (1 - tau))
+            (0.5 for dense heads and R-CNN, 0.7 for the RPN).
+        period: training calls between SB updates (one epoch).
+        init_weight: initial SB weight (50 in the paper).
+        pool: ``"local"`` or ``"global"``, as for :class:`~rs_detectron2.losses.RankSortLoss`.
+        group: process group of the global pool and of the SB all-reduce (None: every process).
+        sync: all-reduce the SB sums across processes at the period boundary.
+    """
+
+    def __init__(
+        self,
+        delta: float = 1.0,
+        tau: float = 0.5,
+        period: int = 7330,
+        init_weight: float = 50.0,
+        pool: str = "local",
+        group: Optional[object] = None,
+        sync: bool = True,
+    ):
+        super().__init__()
+        self.delta = _check_alrp_delta(delta, "ALRPLoss")
+        self.tau = float(tau)
+        if not 0 <= self.tau < 1:
+            raise ValueError(f"ALRPLoss: tau must be in [0, 1), got {tau}")
+        if int(period) != period or period < 1:
+            raise ValueError(f"ALRPLoss: period must be a positive integer, got {period}")
+        if not (math.isfinite(init_weight) and init_weight > 0):
+            raise ValueError(f"ALRPLoss: init_weight must be finite and > 0, got {init_weight}")
+        self.pool = check_pool(pool)
+        self.group = group
+        self.sync = bool(sync)
+        f64 = torch.float64
+        self.register_buffer("weight", torch.tensor(float(init_weight), dtype=f64))
+        self.register_buffer("sum_cls", torch.zeros((), dtype=f64))
+        self.register_buffer("sum_loc", torch.zeros((), dtype=f64))
+        self.register_buffer("count", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("period", torch.tensor(int(period), dtype=torch.int64))
+        # Host copies of count and period, read from the buffers once (one host sync after
+        # construction or loading), so that the period boundary costs no sync per call.
+        self._host_count: Optional[int] = None
+        self._host_period: Optional[int] = None
+        self.register_load_state_dict_post_hook(_forget_host_counts)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor, loc_errors: torch.Tensor):
+        return alrp_loss(logits, targets, loc_errors, self.delta, pool=self.pool, group=self.group)
+
+    def head_losses(
+        self, logits, targets, pos_pred_boxes, pos_gt_boxes, pos_box_weights, *, prefix
+    ):
+        """``{prefix}_alrp_cls`` and ``{prefix}_alrp_loc`` (the localisation component times the
+        SB weight, updated first when a period ends); see :meth:`RankingLoss.head_losses`.
+        ``pos_box_weights`` is not used (aLRP weights localisation by rank)."""
+        loc_errors = giou_loss(pos_pred_boxes.float(), pos_gt_boxes.float()) / (2 * (1 - self.tau))
+        try:
+            loss_cls, loss_loc = self(logits, targets, loc_errors)
+        except FloatingPointError as e:  # name the head whose inputs went bad
+            raise FloatingPointError(f"{prefix}_alrp_cls: {e}") from e
+        if self.training:
+            self._update_weight(loss_cls, loss_loc)
+        return {
+            f"{prefix}_alrp_cls": loss_cls,
+            f"{prefix}_alrp_loc": loss_loc * self.weight.to(loss_loc.dtype),
+        }
+
+    @torch.no_grad()
+    def _update_weight(self, loss_cls: torch.Tensor, loss_loc: torch.Tensor) -> None:
+        """Accumulate this call's values; at the end of a period, set the SB weight."""
+        if self._host_count is None or self._host_period is None:
+            self._host_count, self._host_period = (int(v) for v in self._counts().tolist())
+        self.sum_cls += loss_cls.detach().to(self.sum_cls.device, torch.float64)
+        self.sum_loc += loss_loc.detach().to(self.sum_loc.device, torch.float64)
+        self.count += 1
+        self._host_count += 1
+        if self._host_count < self._host_period:
+            return
+        sums = torch.stack([self.sum_cls, self.sum_loc])
+        if self.sync and distributed_world_size(self.group) > 1:
+            dist.all_reduce(sums, group=self.group)
+        # (mean cls + mean loc) / mean loc; every process has the same count, so sums suffice.
+        new = (sums[0] + sums[1]) / sums[1]
+        usable = torch.isfinite(new) & (sums[1] > 0)
+        self.weight.copy_(torch.where(usable, new, self.weight))
+        self.sum_cls.zero_()
+        self.sum_loc.zero_()
+        self.count.zero_()
+        self._host_count = 0
+
+    def _counts(self) -> torch.Tensor:
+        return torch.stack([self.count, self.period])
+
+    def balance_auxiliary(
+        self, loss: torch.Tensor, head_losses: Dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """``loss`` rescaled so that its value equals the head's aLRP value ``loss_cls +
+        loss_loc`` (unweighted by ``w``), as RS balances an auxiliary loss to its own value
+        (Oksuz et al., ICCV 2021, Sec. 4.2); no gradient through the scale. The aLRP paper has no
+        auxiliary branch to follow."""
+        (cls,) = (v for k, v in head_losses.items() if k.endswith("_alrp_cls"))
+        (loc,) = (v for k, v in head_losses.items() if k.endswith("_alrp_loc"))
+        reference = cls + loc / self.weight.to(loc.dtype)
+        return balance_to(loss, reference)
+
+    def scalars(self) -> Dict[str, torch.Tensor]:
+        """``{"alrp_weight": w}``, the current SB weight (0-dim float64 buffer, detached)."""
+        return {"alrp_weight": self.weight.detach()}
+
+    def extra_repr(self) -> str:
+        return (
+            f"delta={self.delta}, tau={self.tau}, pool={self.pool!r}, sync={self.sync}, "
+            f"weight={float(self.weight):.4g}, period={int(self.period)}"
+        )
+
+
+def _forget_host_counts(module: ALRPLoss, incompatible_keys) -> None:
+    """After load_state_dict the buffers may hold another count/period: re-read them."""
+    module._host_count = None
+    module._host_period = None

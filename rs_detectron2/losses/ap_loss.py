@@ -1,0 +1,179 @@
+"""AP Loss (Chen et al., "Towards Accurate One-Stage Object Detection with AP-Loss", CVPR 2019):
+exact values and the identity-update gradient, no loop over positives.
+
+Notation as in :mod:`rs_detectron2.losses.ranking_exact`: for a positive i, ``rank+(i)`` (the self
+term replaced by 1), ``NFP(i)`` and ``rank(i) = rank+(i) + NFP(i)``; ``prec(i) = rank+(i) /
+rank(i)``. Targets are binary: every entry with a target ``> 0`` is a positive, whatever its value.
+
+    interpolated precision  p^(i) = max over positives k with s_k <= s_i of prec(k)
+                                    (a running maximum from the lowest-scored positive up)
+    loss                    L_AP  = 1 - mean_i p^(i)
+
+The gradient is the identity update of the AP-Loss paper (Sec. 3.2; its primary terms are
+``L_ij = (1 - p^(i)) H(s_j - s_i) / NFP(i)`` for a negative j, 0 where NFP(i) = 0):
+
+    positive i:  |P| g_i = -(1 - p^(i))
+    negative j:  |P| g_j = sum_i [NFP(i) > 0] (1 - p^(i)) H(s_j - s_i) / NFP(i)
+
+so the positives' and the negatives' gradients balance (sum_P |g| = sum_N g). ``NFP(i) > 0`` is
+decided on the exact count of negatives with ``H > 0``, never on a float sum.
+"""
+
+from typing import Dict, Optional
+
+import torch
+
+from .box_losses import giou_loss, weighted_mean
+from .pool import check_pool, gather_flat, own_slice, pool_group
+from .ranking import RankingLoss, autocast_off, check_delta, flat_inputs
+from .ranking_exact import negative_gradient, rank_positives
+
+__all__ = ["ap_loss", "APLoss"]
+
+
+def _check_ap_delta(delta: float, name: str) -> float:
+    delta = check_delta(delta)
+    if delta == 0:
+        # The authors' smoothed step divides by 2 delta; there is no hard-step variant.
+        raise ValueError(f"{name}: delta must be > 0, got {delta}")
+    return delta
+
+
+def _ap_exact(s: torch.Tensor, y: torch.Tensor, delta: float):
+    """``(loss, grad)`` for flat ``s`` and ``y`` (n,): a 0-dim float64 loss and the identity-update
+    gradient (n,) in the dtype of ``s``."""
+    zero = torch.zeros((), dtype=torch.float64, device=s.device)
+    if s.numel() == 0:
+        return zero, torch.zeros_like(s)
+    ranked = rank_positives(s, y, delta, "ap_loss")
+    if ranked is None:
+        return zero, torch.zeros_like(s)
+    rank = ranked.rank_pos + ranked.nfp
+    # Ascending logit order: the running maximum is the interpolated precision.
+    interpolated = (ranked.rank_pos / rank).cummax(0).values
+    error = 1.0 - interpolated
+    has_fp = (ranked.num_fp > 0) & (ranked.nfp > 0)
+    weights = torch.where(has_fp, error / torch.where(has_fp, ranked.nfp, 1.0), 0.0)
+    grad = negative_gradient(ranked, weights, s, y)
+    grad[ranked.idx] = (-error / error.numel()).to(grad.dtype)
+    return error.mean(), grad
+
+
+class _APFunction(torch.autograd.Function):
+    """AP loss of one ranking pool; backward scales the saved identity-update gradient. ``group``
+    as in ``_RankSortFunction`` of :mod:`rs_detectron2.losses.rank_sort`."""
+
+    @staticmethod
+    def forward(ctx, logits, targets, delta, group):
+        with autocast_off(logits.device.type):
+            s, y, out_dtype = flat_inputs(logits, targets, "ap_loss")
+            if group is None:
+                loss, grad = _ap_exact(s, y, delta)
+            else:
+                pair = torch.stack([s, y]) if s.dtype == y.dtype else torch.stack([s.double(), y])
+                full, sizes = gather_flat(pair, group)
+                loss, grad = _ap_exact(full[0].to(s.dtype), full[1], delta)
+                # DDP averages parameter gradients: scale so that the average is the gradient
+                # of the global loss.
+                grad = grad[own_slice(sizes, group)] * len(sizes)
+        ctx.save_for_backward(grad.view(logits.shape))
+        return loss.to(out_dtype)
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        (grad,) = ctx.saved_tensors
+        return grad * grad_loss, None, None, None
+
+
+def ap_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    delta: float = 1.0,
+    *,
+    pool: str = "local",
+    group=None,
+) -> torch.Tensor:
+    """AP Loss over one ranking pool (Chen et al., CVPR 2019).
+
+    Args:
+        logits: tensor of any shape, the classification logits (e.g. images x anchors x classes).
+            Must be floating point and finite.
+        targets: tensor of the same shape. ``< 0``: ignored; ``0``: negative; ``(0, 1]``: positive
+            (binary: the value is not used, so the IoU targets of RS heads can be passed as is).
+        delta: half-width of the smoothed step, > 0 (1.0 in the AP-Loss and aLRP papers).
+        pool: ``"local"`` (default, the authors' behaviour) ranks this process's entries only;
+            ``"global"`` ranks the entries of every process of ``group`` as one pool (a collective:
+            every process must call it).
+        group: the process group of the global pool (default: all processes).
+
+    Returns:
+        0-dim loss ``1 - mean interpolated precision`` of the positives, in float32 (float64 for
+        float64 logits). Its gradient w.r.t. ``logits`` is the identity-update gradient (see the
+        module docstring); ignored entries and negatives below every positive's window get 0.
+        With no positives (or empty input) the loss is 0, still attached to the graph with a zero
+        gradient. With a global pool the loss is that of the whole pool, identical on every
+        process, and the gradient is this process's slice times the world size.
+
+    Raises:
+        FloatingPointError: if any logit is NaN or infinite.
+        ValueError: on mismatched shapes, a delta that is not finite and > 0, targets that are NaN
+            or above 1, or an unknown ``pool``.
+    """
+    delta = _check_ap_delta(delta, "ap_loss")
+    return _APFunction.apply(logits, targets, delta, pool_group(pool, group))
+
+
+class APLoss(RankingLoss):
+    """AP Loss as the ranking loss of a detection head, with a constant-weight box loss.
+
+    ``forward(logits, targets) -> loss`` is :func:`ap_loss`. :meth:`head_losses` adds
+    ``box_weight`` x the score-weighted mean GIoU loss of the positives (normalised by the sum of
+    the weights before the constant, as in the Bucketed Ranking-based Losses recipe for ATSS,
+    Yavuz et al., ECCV 2024). AP Loss has no self-balancing: the weights are constants.
+
+    Args:
+        delta: half-width of the smoothed step (1.0 in the AP-Loss paper).
+        box_weight: constant weight of the box loss (2.0 in the ATSS recipe).
+        pool: ``"local"`` or ``"global"``, as for :class:`~rs_detectron2.losses.RankSortLoss`.
+        group: process group of the global pool (None: every process).
+    """
+
+    def __init__(
+        self,
+        delta: float = 1.0,
+        box_weight: float = 2.0,
+        pool: str = "local",
+        group: Optional[object] = None,
+    ):
+        super().__init__()
+        self.delta = _check_ap_delta(delta, "APLoss")
+        self.box_weight = float(box_weight)
+        self.pool = check_pool(pool)
+        self.group = group
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return _APFunction.apply(logits, targets, self.delta, pool_group(self.pool, self.group))
+
+    def head_losses(
+        self, logits, targets, pos_pred_boxes, pos_gt_boxes, pos_box_weights, *, prefix
+    ):
+        """``{prefix}_ap`` (the AP loss) and ``{prefix}_box`` (``box_weight`` x the score-weighted
+        mean GIoU loss); see :meth:`RankingLoss.head_losses` for the arguments."""
+        try:
+            loss_ap = self(logits, targets)
+        except FloatingPointError as e:  # name the head whose logits went bad
+            raise FloatingPointError(f"{prefix}_ap: {e}") from e
+        giou = giou_loss(pos_pred_boxes.float(), pos_gt_boxes.float())
+        loss_box = weighted_mean(giou, pos_box_weights.detach().float())
+        return {f"{prefix}_ap": loss_ap, f"{prefix}_box": self.box_weight * loss_box}
+
+    def balance_auxiliary(
+        self, loss: torch.Tensor, head_losses: Dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """``loss`` x ``box_weight``. The AP-Loss recipes have no auxiliary branch; an auxiliary
+        loss (a mask loss) is weighted like the box loss, as RS weights its box and mask losses
+        alike (Oksuz et al., ICCV 2021, Sec. 4.2)."""
+        return self.box_weight * loss
+
+    def extra_repr(self) -> str:
+        return f"delta={self.delta}, box_weight={self.box_weight}, pool={self.pool!r}"
