@@ -34,9 +34,20 @@ Cases (delta = 0.5)
     positive RoIs, one-hot over classes (the GT class gets an IoU target ~ U(0.5, 1], the other
     79 classes are negatives), all logits ~ N(0, 1) (untrained).
 
+Scale table and target rows (``--tables scale,targets``)
+    Trained-like dense inputs for N in {1e5, 1e6, 1e7} x P in {1e2, 1e3, 1e4, 1e5} (P < N), and the
+    rows of issue 13 that carry a target. Three columns side by side in one run: the authors' loop
+    (each in a fresh process, median of 3 runs, or 1 run above 5 s; not started when a lower bound
+    from 32 of its positives exceeds 60 s, stopped after 60 s), the exact loss with the dense
+    P x P positive-positive pass (``rank_sort_exact(pairs="dense")``, not run above P = 20000) and
+    with the automatic choice (``pairs="auto"``: the quality tree above the crossover). The dense
+    and the new pass are checked against each other first (gradients to 1e-4 of the largest).
+    ``--crossover`` times the two positive-positive passes alone for P = 64 ... 16384.
+
 Usage
     python benchmarks/bench_rank_sort.py [--device auto|cpu|cuda] [--quick] [--cases SUBSTR[,..]]
                                          [--markdown] [--system-malloc]
+                                         [--tables main,scale,targets] [--crossover]
 """
 
 import argparse
@@ -57,8 +68,11 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(_REPO, "tests"))  # the reference oracle lives in tests/
 sys.path.insert(0, _REPO)  # run from a checkout without installing
 
-from rs_detectron2.losses import rank_sort_loss  # noqa: E402
 from rs_reference import reference_rank_sort  # noqa: E402
+
+import rs_detectron2.losses.rank_sort_exact as exact_module  # noqa: E402
+from rs_detectron2.losses import rank_sort_loss  # noqa: E402
+from rs_detectron2.losses.rank_sort_exact import rank_sort_exact  # noqa: E402
 
 DELTA = 0.5
 SEED = 0
@@ -103,6 +117,35 @@ def fast_loss(logits, targets, delta=DELTA):
     return rank_sort_loss(logits, targets, delta)
 
 
+class _ExactRankSort(torch.autograd.Function):
+    """``rank_sort_exact`` with a chosen positive-positive pass, behind the same autograd API."""
+
+    @staticmethod
+    def forward(ctx, logits, targets, delta, pairs):
+        s = logits.detach().reshape(-1)
+        y = targets.detach().reshape(-1).to(s.dtype)
+        loss_rank, loss_sort, grad = rank_sort_exact(s, y, delta, pairs=pairs)
+        ctx.save_for_backward(grad.view(logits.shape))
+        loss_sort = loss_sort.to(s.dtype)
+        ctx.mark_non_differentiable(loss_sort)
+        return loss_rank.to(s.dtype), loss_sort
+
+    @staticmethod
+    def backward(ctx, grad_rank, grad_sort):
+        (grad,) = ctx.saved_tensors
+        return grad * grad_rank, None, None, None
+
+
+def dense_pass_loss(logits, targets, delta=DELTA):
+    """The exact loss with the dense P x P positive-positive pass (the previous method)."""
+    return _ExactRankSort.apply(logits, targets, delta, "dense")
+
+
+def tree_pass_loss(logits, targets, delta=DELTA):
+    """The exact loss with the automatic choice (the quality tree above the crossover)."""
+    return _ExactRankSort.apply(logits, targets, delta, "auto")
+
+
 # ----------------------------------------------------------------------------------------------
 # Cases and inputs
 
@@ -134,9 +177,7 @@ def all_cases(quick: bool) -> List[Case]:
         for regime in ("trained", "untrained")
         for p in (50, 200, 1000)
     ]
-    cases += [
-        Case("rcnn", "untrained", p, 16 * 1000 * 80, 16, 1000, 80) for p in (500, 1000, 3000)
-    ]
+    cases += [Case("rcnn", "untrained", p, 16 * 1000 * 80, 16, 1000, 80) for p in (500, 1000, 3000)]
     return cases
 
 
@@ -390,7 +431,7 @@ HEADER = [
 def _sci(n: int) -> str:
     """1000000 -> '1e6', 1280000 -> '1.28e6'."""
     exponent = len(str(n)) - 1
-    return f"{n / 10 ** exponent:g}e{exponent}"
+    return f"{n / 10**exponent:g}e{exponent}"
 
 
 def _cells(row: Row) -> List[str]:
@@ -445,6 +486,245 @@ def print_summary(rows: List[Row]):
     print(f'"never slower": {"holds" if not slower else "DOES NOT hold: " + ", ".join(slower)}')
     if any(r.hidden_mib > 1 for r in rows):
         print("* peak may be under-counted: an earlier high-water mark sat above the RSS before it")
+
+
+# ----------------------------------------------------------------------------------------------
+# The scale table and the target rows (issue 13): loop, dense pass, tree pass side by side
+
+LOOP_BUDGET_S = [60.0]  # the authors' loop is run only where it finishes within this (s)
+DENSE_MAX_POS = 20_000  # above this the dense P x P pass takes minutes: not run
+SCALE_NUMS = (100_000, 1_000_000, 10_000_000)
+SCALE_POS = (100, 1_000, 10_000, 100_000)
+
+
+def scale_cases() -> List[Case]:
+    """N x P grid, trained-like, P < N (P = N would leave no negatives)."""
+    return [Case("dense", "trained", p, n) for n in SCALE_NUMS for p in SCALE_POS if p < n]
+
+
+def target_cases() -> List[Case]:
+    """The rows with a speed target in issue 13."""
+    return [
+        Case("dense", "untrained", 1000, 1_000_000),
+        Case("dense", "trained", 1000, 1_000_000),
+        Case("rcnn", "trained", 3000, 16 * 1000 * 80, 16, 1000, 80),
+        Case("dense", "trained", 5000, 200_000),
+        Case("dense", "trained", 20000, 200_000),
+        Case("dense", "trained", 100_000, 1_000_000),
+    ]
+
+
+def _loop_child(case: Case, device: str, num_threads: int, reps: int, tune_malloc: bool):
+    """The authors' loop on ``case`` in a fresh process: median seconds of ``reps`` runs."""
+    torch.set_num_threads(num_threads)
+    if tune_malloc:
+        tune_glibc_malloc()
+    dev = torch.device(device)
+    logits, targets = make_inputs(case, dev)
+    times = [timed(reference_loss, logits, targets, dev) for _ in range(reps)]
+    return statistics.median(times)
+
+
+def loop_estimate(logits, targets, device) -> float:
+    """Rough seconds of the loop: 32 of its positives (the others ignored) scaled to P.
+
+    Loops estimated at more than 3x the budget are not started (the estimate can be off by 2x
+    either way: fixed costs are scaled too, the P-long vectors are not)."""
+    y = targets.reshape(-1)
+    pos = torch.nonzero(y > 0).squeeze(1)
+    keep = 32
+    if pos.numel() <= keep:
+        return 0.0
+    sub = y.clone()
+    sub[pos[keep:]] = -1.0
+    seconds = timed(reference_loss, logits.reshape(-1), sub, device)
+    return seconds / keep * pos.numel()
+
+
+_TUNE_MALLOC = [True]  # the children tune malloc as the parent does (False: --system-malloc)
+
+
+def time_loop(case: Case, logits, targets, device) -> Optional[float]:
+    """Median seconds of the authors' loop, or None if it does not finish within the budget."""
+    if loop_estimate(logits, targets, device) > 3 * LOOP_BUDGET_S[0]:
+        return None
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        args = (case, device.type, torch.get_num_threads())
+        first = pool.apply_async(_loop_child, (*args, 1, _TUNE_MALLOC[0]))
+        try:
+            seconds = first.get(timeout=LOOP_BUDGET_S[0] + 30)  # + input generation and start-up
+        except multiprocessing.TimeoutError:
+            pool.terminate()
+            return None
+        if seconds < 5.0:
+            seconds = pool.apply(_loop_child, (*args, 3, _TUNE_MALLOC[0]))
+    return seconds
+
+
+@dataclass
+class ScaleRow:
+    case: Case
+    num_relevant: int
+    loop_ms: Optional[float]
+    dense_ms: Optional[float]
+    tree_ms: float
+    method: str  # the pass "auto" chose
+    max_rel_diff: float  # tree vs dense (or vs the loop where dense was not run), gradient
+
+
+def _median_ms(loss_fn, logits, targets, device, budget_s: float = 20.0) -> float:
+    first = timed(loss_fn, logits, targets, device)  # warm-up, also sizes the repeats
+    reps = max(1, min(5, int(budget_s / max(first, 1e-6))))
+    return 1e3 * statistics.median(timed(loss_fn, logits, targets, device) for _ in range(reps))
+
+
+def run_scale_case(case: Case, device) -> ScaleRow:
+    logits, targets = make_inputs(case, device)
+    num_rel = count_relevant(logits, targets)
+    print(f"{case.name} N={case.num}: relevant negatives={num_rel}", flush=True)
+    tree = forward_backward(tree_pass_loss, logits, targets)
+    reference = None
+    dense_ms = None
+    if case.num_pos <= DENSE_MAX_POS:
+        reference = forward_backward(dense_pass_loss, logits, targets)
+    scale = float(tree[2].abs().max())
+    diff = 0.0 if reference is None else float((tree[2] - reference[2]).abs().max()) / scale
+    if reference is not None and not diff <= GRAD_RTOL:
+        sys.exit(f"ABORT: tree and dense passes disagree on {case.name}: {diff:.3g}")
+    tree_ms = _median_ms(tree_pass_loss, logits, targets, device)
+    if reference is not None:
+        dense_ms = _median_ms(dense_pass_loss, logits, targets, device)
+    loop_s = time_loop(case, logits, targets, device)
+    crossover = exact_module._TREE_MIN_POS.get(device.type, exact_module._TREE_MIN_POS["cuda"])
+    method = "tree" if case.num_pos >= crossover else "dense"
+    row = ScaleRow(
+        case, num_rel, None if loop_s is None else 1e3 * loop_s, dense_ms, tree_ms, method, diff
+    )
+    print(f"  loop {_ms(row.loop_ms)} dense {_ms(dense_ms)} new {tree_ms:.1f} ms", flush=True)
+    return row
+
+
+def _ms(value: Optional[float]) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def _ratio(a: Optional[float], b: Optional[float]) -> str:
+    return "-" if a is None or b is None else f"{a / b:.1f}x"
+
+
+SCALE_HEADER = [
+    "input",
+    "N",
+    "P",
+    "rel. neg.",
+    "loop ms",
+    "dense pass ms",
+    "new ms",
+    "pass used",
+    "loop / new",
+    "dense / new",
+]
+
+
+def _scale_cells(row: ScaleRow) -> List[str]:
+    case = row.case
+    if case.head == "rcnn":
+        what = f"R-CNN {case.images}x{case.rois}x{case.classes}, {case.regime}"
+    else:
+        what = f"dense, {case.regime}"
+    loop = _ms(row.loop_ms) if row.loop_ms is not None else f"> {LOOP_BUDGET_S[0]:.0f} s"
+    dense = _ms(row.dense_ms) if row.dense_ms is not None else "not run"
+    return [
+        what,
+        _sci(case.num),
+        str(case.num_pos),
+        str(row.num_relevant),
+        loop,
+        dense,
+        _ms(row.tree_ms),
+        row.method,
+        _ratio(row.loop_ms, row.tree_ms),
+        _ratio(row.dense_ms, row.tree_ms),
+    ]
+
+
+def print_scale_table(rows: List[ScaleRow], markdown: bool):
+    _print_grid(SCALE_HEADER, [_scale_cells(r) for r in rows], markdown, left=1)
+
+
+def _print_grid(header, body, markdown: bool, left: int):
+    if markdown:
+        print("| " + " | ".join(header) + " |")
+        print("|" + "|".join(["---"] * left + ["---:"] * (len(header) - left)) + "|")
+        for cells in body:
+            print("| " + " | ".join(cells) + " |")
+        return
+    table = [header] + body
+    widths = [max(len(r[c]) for r in table) for c in range(len(header))]
+    for i, cells in enumerate(table):
+        print("  ".join(c.rjust(w) for c, w in zip(cells, widths)))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+TARGETS = {  # (N, P, regime) -> loop / new ratio to reach, or a time limit in ms (issue 13)
+    (1_000_000, 1000, "untrained", "dense"): ("ratio", 8.0),
+    (1_000_000, 1000, "trained", "dense"): ("ratio", 14.0),
+    (1_280_000, 3000, "trained", "rcnn"): ("ratio", 16.0),
+    (200_000, 20000, "trained", "dense"): ("ratio", 18.0),
+    (1_000_000, 100_000, "trained", "dense"): ("ms", 1000.0),
+}
+
+
+def print_target_summary(rows: List[ScaleRow]):
+    for row in rows:
+        c = row.case
+        target = TARGETS.get((c.num, c.num_pos, c.regime, c.head))
+        if target is None:
+            continue
+        kind, value = target
+        if kind == "ratio":
+            got = None if row.loop_ms is None else row.loop_ms / row.tree_ms
+            ok = got is not None and got >= value
+            shown = "loop not run" if got is None else f"{got:.1f}x"
+            print(
+                f"target {c.name} N={_sci(c.num)}: loop / new >= {value:g}x: "
+                f"{'holds' if ok else 'DOES NOT hold'} ({shown})"
+            )
+        else:
+            ok = row.tree_ms < value
+            print(
+                f"target {c.name} N={_sci(c.num)}: new < {value:g} ms: "
+                f"{'holds' if ok else 'DOES NOT hold'} ({row.tree_ms:.0f} ms)"
+            )
+
+
+def _time_pass(p, y, method: str, device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    exact_module._positive_pairs(p, y, DELTA, method)
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def print_crossover(device, markdown: bool):
+    """Times of the two positive-positive passes alone (forward only), to place the crossover."""
+    gen = torch.Generator().manual_seed(SEED)
+    body = []
+    for log_p in range(6, 15):
+        num_pos = 1 << log_p
+        p = torch.randn(num_pos, generator=gen, dtype=torch.float64).sort().values.to(device)
+        y = (1.0 - 0.9 * torch.rand(num_pos, generator=gen, dtype=torch.float64)).to(device)
+        cells = [str(num_pos)]
+        for method in ("dense", "tree"):
+            _time_pass(p, y, method, device)  # warm-up
+            times = [_time_pass(p, y, method, device) for _ in range(7)]
+            cells.append(f"{1e3 * statistics.median(times):.2f}")
+        body.append(cells)
+    _print_grid(["P", "dense pass ms", "tree pass ms"], body, markdown, left=0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -541,6 +821,18 @@ def parse_args(argv=None):
     parser.add_argument(
         "--system-malloc", action="store_true", help="leave glibc's malloc thresholds as they are"
     )
+    parser.add_argument(
+        "--tables",
+        default="main",
+        help="comma-separated: main (loop vs rank_sort_loss, with peak memory), scale (N x P grid: "
+        "loop, dense pass, new), targets (issue 13's target rows, same columns as scale)",
+    )
+    parser.add_argument(
+        "--crossover", action="store_true", help="time the two positive-positive passes alone"
+    )
+    parser.add_argument(
+        "--loop-budget", type=float, default=60.0, help="seconds the authors' loop may take"
+    )
     return parser.parse_args(argv)
 
 
@@ -557,33 +849,70 @@ def main(argv=None):
         wanted = [w for w in args.cases.split(",") if w]
         cases = [c for c in cases if any(w in c.name for w in wanted)]
 
-    print(f"torch {torch.__version__}, device {device} ({device_name(device)}), "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"torch {torch.__version__}, device {device} ({device_name(device)}), "
+        f"{torch.get_num_threads()} threads"
+    )
     contention = Contention()
     time.sleep(1.0)
     print(contention.line("in the second before the start"))
     print("malloc: left as is (--system-malloc)" if args.system_malloc else tune_glibc_malloc())
-    print(f"reference: tests/rs_reference.py, float32, use_threshold=True (the authors' code: "
-          f"float32 buffers, loop over positives, only relevant negatives); delta={DELTA}")
+    print(
+        f"reference: tests/rs_reference.py, float32, use_threshold=True (the authors' code: "
+        f"float32 buffers, loop over positives, only relevant negatives); delta={DELTA}"
+    )
     print("fast: rs_detectron2.losses.rank_sort_loss; both timed as forward+backward via autograd")
     for regime, text in REGIMES.items():
         print(f"regime {regime}: {text}")
     print("dense targets of positives ~ U(0.1,1]; R-CNN: one-hot over 80 classes, IoU ~ U(0.5,1]")
-    print(f"median of {fast_reps} (fast) / {ref_reps} (reference) repeats after one warm-up "
-          f"(the agreement check); reference capped at 1 repeat if it would take > "
-          f"{REF_BUDGET_S:.0f} s")
-    peak_how = ("CUDA max_memory_allocated" if device.type == "cuda"
-                else "peak RSS growth in a fresh process")
-    print(f"fast peak = extra memory of one forward+backward ({peak_how}); x input = "
-          "multiple of logits + targets bytes", flush=True)
+    print(
+        f"median of {fast_reps} (fast) / {ref_reps} (reference) repeats after one warm-up "
+        f"(the agreement check); reference capped at 1 repeat if it would take > "
+        f"{REF_BUDGET_S:.0f} s"
+    )
+    peak_how = (
+        "CUDA max_memory_allocated"
+        if device.type == "cuda"
+        else "peak RSS growth in a fresh process"
+    )
+    print(
+        f"fast peak = extra memory of one forward+backward ({peak_how}); x input = "
+        "multiple of logits + targets bytes",
+        flush=True,
+    )
 
     start = time.perf_counter()
     run_start = Contention._sample()
-    rows = [run_case(case, device, fast_reps, ref_reps) for case in cases]
+    _TUNE_MALLOC[0] = not args.system_malloc
+    LOOP_BUDGET_S[0] = args.loop_budget
+    tables = [name for name in args.tables.split(",") if name]
+    if args.crossover:
+        print()
+        print("positive-positive passes alone (forward, median of 7):")
+        print_crossover(device, args.markdown)
+    if "main" in tables:
+        rows = [run_case(case, device, fast_reps, ref_reps) for case in cases]
+        print()
+        print_table(rows, args.markdown)
+        print()
+        print_summary(rows)
+    for name, make in (("scale", scale_cases), ("targets", target_cases)):
+        if name not in tables:
+            continue
+        print(
+            f"\n{name} table: loop = the authors' loop (run in a fresh process, only where it "
+            f"finishes within {LOOP_BUDGET_S[0]:.0f} s); dense pass = "
+            "rank_sort_exact(pairs='dense'); new = rank_sort_exact(pairs='auto'); medians, "
+            "forward + backward",
+            flush=True,
+        )
+        scale_rows = [run_scale_case(case, device) for case in make()]
+        print()
+        print_scale_table(scale_rows, args.markdown)
+        if name == "targets":
+            print()
+            print_target_summary(scale_rows)
     print()
-    print_table(rows, args.markdown)
-    print()
-    print_summary(rows)
     print(contention.line("during the run", since=run_start))
     print(f"total benchmark time {time.perf_counter() - start:.0f} s")
 

@@ -106,6 +106,7 @@ def test_deep_tree_with_small_leaves_matches_loop_reference(monkeypatch, leaf_le
     """Leaves of 1, 2 and 8 quality positions: every tree level and the leaf sums are exercised
     on a few hundred positives with ties in both logits and targets."""
     monkeypatch.setattr(exact_module, "_LEAF_LEVEL", leaf_level)
+    monkeypatch.setattr(exact_module, "_WIDE_LEAF_MAX_POS", 0)
     s, y = make_case(20 + leaf_level, 900, 300, logits="ties", targets="quant", num_ign=50)
     expected = reference_rank_sort(s, y, delta)
     assert_close(rank_sort_exact(s, y, delta, pairs="tree"), expected, rtol=1e-9)

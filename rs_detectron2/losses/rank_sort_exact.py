@@ -44,10 +44,12 @@ _BLOCK = 1 << 17
 _NEG_BLOCK = 1 << 16
 # From this many positives on, the tree pass replaces the dense one (the crossover measured with
 # benchmarks/bench_rank_sort.py --crossover; README.md, "The loss at scale").
-_TREE_MIN_POS = {"cpu": 512, "cuda": 2048}
+_TREE_MIN_POS = {"cpu": 1024, "cuda": 2048}
 _PAIR_METHODS = ("auto", "dense", "tree")
-# The tree pass sums leaves of 2^_LEAF_LEVEL quality positions directly (fewer, larger kernels).
+# The tree pass sums leaves of 2^_LEAF_LEVEL quality positions directly, and leaves of 64 up to
+# _WIDE_LEAF_MAX_POS positives (fewer levels: kernel launches dominate there).
 _LEAF_LEVEL = 4
+_WIDE_LEAF_MAX_POS = 8192
 
 
 def _step(x: torch.Tensor, delta: float) -> torch.Tensor:
@@ -257,8 +259,11 @@ def _pairs_dense(p, y, delta) -> _PairSums:
     rows = max(1, _BLOCK // num_pos)
     for start in range(0, num_pos, rows):
         end = min(start + rows, num_pos)
-        h = _step(p[None, :] - p[start:end, None], delta)
-        h_low = h * (y[None, :] < y[start:end, None])  # only positives of lower quality
+        if delta > 0:  # H(s_k - s_i) = clamp((s_k - (s_i - delta)) / (2 delta), 0, 1)
+            h = (p[None, :] - (p[start:end, None] - delta)).mul_(0.5 / delta).clamp_(0.0, 1.0)
+        else:
+            h = (p[None, :] >= p[start:end, None]).to(p.dtype)
+        h_low = torch.where(y[None, :] < y[start:end, None], h, 0.0)  # lower-quality positives
         rc = h @ values
         de = h_low @ values
         ls = _sorting_error(rc[:, 0], rc[:, 1], de[:, 0], de[:, 1])
@@ -381,7 +386,7 @@ def _pairs_tree(p, y, delta) -> _PairSums:
     num_pos = p.numel()
     one_minus_y = 1.0 - y
     by_quality, q_of, tie_start, tie_end = _quality_positions(y)
-    leaf_level = min(_LEAF_LEVEL, num_pos.bit_length())
+    leaf_level = min(_LEAF_LEVEL if num_pos > _WIDE_LEAF_MAX_POS else 6, num_pos.bit_length())
     every = torch.full_like(tie_start, num_pos)  # threshold "rank < P": all selected positives
     two_delta = 2 * delta
     if delta > 0:
