@@ -463,7 +463,7 @@ def test_self_balance_updates_exactly_at_the_period():
     mean_cls = sum(c for c, _, _ in seen) / 3
     mean_loc = sum(v for _, v, _ in seen) / 3
     expected = (mean_cls + mean_loc) / mean_loc
-    assert loss.weight.item() == pytest.approx(expected, rel=1e-6)
+    assert loss.balance_weight.item() == pytest.approx(expected, rel=1e-6)
     assert seen[-1][2] == pytest.approx(expected, rel=1e-5)  # the boundary call uses the new w
     assert int(loss.count) == 0 and loss.sum_cls.item() == 0 and loss.sum_loc.item() == 0
     assert loss.scalars()["alrp_weight"].item() == pytest.approx(expected, rel=1e-6)
@@ -472,22 +472,22 @@ def test_self_balance_updates_exactly_at_the_period():
 def test_self_balance_eval_mode_does_not_update():
     loss = ALRPLoss(period=1, init_weight=50.0).eval()
     _run_calls(loss, 3)
-    assert loss.weight.item() == 50.0 and int(loss.count) == 0
+    assert loss.balance_weight.item() == 50.0 and int(loss.count) == 0
 
 
 def test_self_balance_survives_state_dict_round_trip():
     loss = ALRPLoss(period=2, init_weight=50.0)
     _run_calls(loss, 3)  # one update, then one call into the next period
     state = loss.state_dict()
-    assert {"weight", "sum_cls", "sum_loc", "count", "period"} <= set(state)
+    assert {"balance_weight", "sum_cls", "sum_loc", "count", "period"} <= set(state)
     restored = ALRPLoss(period=7330, init_weight=50.0)
     restored.load_state_dict(state)
-    assert restored.weight.item() == loss.weight.item() != 50.0
+    assert restored.balance_weight.item() == loss.balance_weight.item() != 50.0
     assert int(restored.count) == 1 and int(restored.period) == 2
     # Both continue identically: the restored one updates after one more call, like the original.
     _run_calls(loss, 1, start_seed=10)
     _run_calls(restored, 1, start_seed=10)
-    assert restored.weight.item() == pytest.approx(loss.weight.item(), rel=1e-12)
+    assert restored.balance_weight.item() == pytest.approx(loss.balance_weight.item(), rel=1e-12)
     assert int(restored.count) == int(loss.count) == 0
 
 

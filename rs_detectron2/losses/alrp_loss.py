@@ -180,11 +180,13 @@ class ALRPLoss(RankingLoss):
     (the authors: 7,330 = ceil(117,266 COCO train images / 16)); one object per head, called once
     per iteration.
 
-    The weight, the running sums, the call count and the period are persistent buffers: they are
-    saved in checkpoints and survive a resume (the authors' Python attributes reset to 50). Only
-    training mode updates them. With ``sync`` and ``torch.distributed`` initialised, the sums are
-    all-reduced over ``group`` at the period boundary, so every process gets the same ``w`` (the
-    authors keep it per process); every process must then call the loss the same number of times.
+    The weight (``balance_weight``), the running sums (``sum_cls``, ``sum_loc``), the call count
+    (``count``) and ``period`` are persistent buffers: they are saved in checkpoints and survive a
+    resume (the authors' Python attributes reset to 50; a checkpoint's ``period`` also wins over
+    the argument). Only training mode updates them. With ``sync`` and ``torch.distributed``
+    initialised, the sums are all-reduced over ``group`` at the period boundary, so every process
+    gets the same ``w`` (the authors keep it per process); every process must then call the loss
+    the same number of times.
     Wrap the model in DDP with ``broadcast_buffers=False`` (the Detectron2 default of
     ``create_ddp_model`` in the configs' ``train.ddp``) so that each process keeps its own sums.
 
@@ -222,7 +224,7 @@ class ALRPLoss(RankingLoss):
         self.group = group
         self.sync = bool(sync)
         f64 = torch.float64
-        self.register_buffer("weight", torch.tensor(float(init_weight), dtype=f64))
+        self.register_buffer("balance_weight", torch.tensor(float(init_weight), dtype=f64))
         self.register_buffer("sum_cls", torch.zeros((), dtype=f64))
         self.register_buffer("sum_loc", torch.zeros((), dtype=f64))
         self.register_buffer("count", torch.zeros((), dtype=torch.int64))
@@ -251,7 +253,7 @@ class ALRPLoss(RankingLoss):
             self._update_weight(loss_cls, loss_loc)
         return {
             f"{prefix}_alrp_cls": loss_cls,
-            f"{prefix}_alrp_loc": loss_loc * self.weight.to(loss_loc.dtype),
+            f"{prefix}_alrp_loc": loss_loc * self.balance_weight.to(loss_loc.dtype),
         }
 
     @torch.no_grad()
@@ -271,7 +273,7 @@ class ALRPLoss(RankingLoss):
         # (mean cls + mean loc) / mean loc; every process has the same count, so sums suffice.
         new = (sums[0] + sums[1]) / sums[1]
         usable = torch.isfinite(new) & (sums[1] > 0)
-        self.weight.copy_(torch.where(usable, new, self.weight))
+        self.balance_weight.copy_(torch.where(usable, new, self.balance_weight))
         self.sum_cls.zero_()
         self.sum_loc.zero_()
         self.count.zero_()
@@ -289,17 +291,17 @@ class ALRPLoss(RankingLoss):
         auxiliary branch to follow."""
         (cls,) = (v for k, v in head_losses.items() if k.endswith("_alrp_cls"))
         (loc,) = (v for k, v in head_losses.items() if k.endswith("_alrp_loc"))
-        reference = cls + loc / self.weight.to(loc.dtype)
+        reference = cls + loc / self.balance_weight.to(loc.dtype)
         return balance_to(loss, reference)
 
     def scalars(self) -> Dict[str, torch.Tensor]:
         """``{"alrp_weight": w}``, the current SB weight (0-dim float64 buffer, detached)."""
-        return {"alrp_weight": self.weight.detach()}
+        return {"alrp_weight": self.balance_weight.detach()}
 
     def extra_repr(self) -> str:
         return (
             f"delta={self.delta}, tau={self.tau}, pool={self.pool!r}, sync={self.sync}, "
-            f"weight={float(self.weight):.4g}, period={int(self.period)}"
+            f"weight={float(self.balance_weight):.4g}, period={int(self.period)}"
         )
 
 

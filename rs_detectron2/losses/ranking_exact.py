@@ -55,7 +55,8 @@ class RankedPositives(NamedTuple):
     delta: float
     # The candidates (entries with s >= min_i s_i - delta) and where each fell among the window
     # edges, kept for the gradient pass.
-    cand_idx: torch.Tensor  # (C,) long flat indices
+    cand_idx: Optional[torch.Tensor]  # (C,) long flat indices, or None: every entry (C = n)
+    threshold: torch.Tensor  # 0-dim, dtype of s: the candidates' lower bound
     gap: torch.Tensor  # (C,) int32 gap index per candidate
     gap_lo: torch.Tensor  # (2P + 1,) long: a negative in gap t has H = 1 for positives [0, lo_t)
     gap_hi: torch.Tensor  # (2P + 1,) long: ... H linear for [lo_t, hi_t), H = 0 from hi_t on
@@ -75,13 +76,29 @@ def _suffix_sums(values_at: torch.Tensor, values: torch.Tensor, size: int) -> to
     return acc.flip(0).cumsum(0).flip(0)[1:]
 
 
+def _chunk(cand_idx: Optional[torch.Tensor], start: int):
+    """The candidates ``[start, start + _BLOCK)``: a slice of the flat input when every entry is
+    walked (contiguous views, no gather), else a slice of the index list."""
+    if cand_idx is None:
+        return slice(start, start + _BLOCK)
+    return cand_idx[start : start + _BLOCK]
+
+
+def _relevant_negatives(s_chunk, y_chunk, cand_idx, threshold):
+    """Bool mask of the relevant negatives of one chunk."""
+    is_neg = y_chunk == 0
+    return is_neg if cand_idx is not None else is_neg & (s_chunk >= threshold)
+
+
 def _check_and_count(s, y, delta, loc, name):
-    """Positive mask, candidate mask and their counts; raises on bad input (one host sync)."""
+    """Positive mask, candidate mask and threshold, and their counts; raises on bad input (one
+    host sync)."""
     pos_mask = y > 0
     inf = torch.tensor(math.inf, dtype=s.dtype, device=s.device)
     threshold = (torch.where(pos_mask, s, inf).min().to(torch.float64) - delta).to(s.dtype)
     # Rounded down: a negative lost to rounding would drop a positive H; extra ones add 0.
-    cand_mask = s >= torch.nextafter(threshold, -inf)
+    threshold = torch.nextafter(threshold, -inf)
+    cand_mask = s >= threshold
     s_min, s_max = torch.aminmax(s)  # NaN propagates: both finite iff every logit is
     loc_ok = torch.isfinite(loc).all() if loc is not None else torch.ones((), device=s.device)
     # float64 holds the counts exactly (float32 would round counts above 2^24)
@@ -113,7 +130,7 @@ def _check_and_count(s, y, delta, loc, name):
             )
         if not loc_ok:
             raise FloatingPointError(f"{name}: some loc_errors are not finite (NaN or inf)")
-    return cand_mask, int(num_pos), int(num_cand)
+    return pos_mask, cand_mask, threshold, int(num_pos), int(num_cand)
 
 
 def rank_positives(
@@ -137,14 +154,21 @@ def rank_positives(
         FloatingPointError: on non-finite logits or localisation errors.
         ValueError: on targets that are NaN or above 1, or ``loc`` of the wrong length.
     """
-    cand_mask, num_pos, num_cand = _check_and_count(s, y, delta, loc, name)
+    pos_mask, cand_mask, threshold, num_pos, num_cand = _check_and_count(s, y, delta, loc, name)
     if num_pos == 0:
         return None
     f64 = torch.float64
-    # Every positive is a candidate, so one compaction also finds the positives (in flat order).
-    cand_idx = torch.nonzero_static(cand_mask, size=num_cand).squeeze(1)
-    in_cand = torch.nonzero_static(y[cand_idx] > 0, size=num_pos).squeeze(1)
-    pos_flat = cand_idx[in_cand]
+    if 4 * num_cand > s.numel():
+        # Most entries are candidates (an untrained head): walk the flat input in contiguous
+        # chunks, which is cheaper than compacting it.
+        cand_idx = None
+        num_cand = s.numel()
+        pos_flat = torch.nonzero_static(pos_mask, size=num_pos).squeeze(1)
+    else:
+        # Every positive is a candidate, so one compaction also finds the positives.
+        cand_idx = torch.nonzero_static(cand_mask, size=num_cand).squeeze(1)
+        in_cand = torch.nonzero_static(y[cand_idx] > 0, size=num_pos).squeeze(1)
+        pos_flat = cand_idx[in_cand]
     p, order = s[pos_flat].to(f64).sort(stable=True)
     centre = p[num_pos // 2]
     p = p - centre
@@ -162,11 +186,12 @@ def rank_positives(
     gap_cnt = torch.zeros(num_gaps, dtype=f64, device=s.device)
     gap_sum = torch.zeros_like(gap_cnt)
     for start in range(0, num_cand, _BLOCK):
-        idx = cand_idx[start : start + _BLOCK]
-        v = s[idx].to(f64) - centre
+        idx = _chunk(cand_idx, start)
+        s_chunk = s[idx]
+        v = s_chunk.to(f64) - centre
         g = torch.searchsorted(edges, v, side="left", out_int32=True)
         gap[start : start + _BLOCK] = g
-        weight = (y[idx] == 0).to(f64)
+        weight = _relevant_negatives(s_chunk, y[idx], cand_idx, threshold).to(f64)
         gap_cnt.index_add_(0, g, weight)
         gap_sum.index_add_(0, g, weight * (v + delta))
     above = _suffix_sums(gap_lo, gap_cnt, num_pos)  # negatives with H = 1
@@ -188,6 +213,7 @@ def rank_positives(
         loc=None if loc is None else loc.to(f64)[order],
         delta=delta,
         cand_idx=cand_idx,
+        threshold=threshold,
         gap=gap,
         gap_lo=gap_lo,
         gap_hi=gap_hi,
@@ -235,10 +261,12 @@ def negative_gradient(
     alpha = w_cum[lo] + (w_win * delta - (wp_cum[hi] - wp_cum[lo])) / (2 * delta)
     alpha, beta = alpha / num_pos, beta / num_pos
     grad = torch.zeros_like(s)
-    for start in range(0, ranked.cand_idx.numel(), _BLOCK):
-        idx = ranked.cand_idx[start : start + _BLOCK]
+    for start in range(0, ranked.gap.numel(), _BLOCK):
+        idx = _chunk(ranked.cand_idx, start)
         g = ranked.gap[start : start + _BLOCK]
-        v = s[idx].to(torch.float64) - ranked.centre
+        s_chunk = s[idx]
+        v = s_chunk.to(torch.float64) - ranked.centre
         g_neg = alpha.index_select(0, g) + beta.index_select(0, g) * v
-        grad[idx] = torch.where(y[idx] == 0, g_neg, 0.0).to(grad.dtype)
+        is_rel = _relevant_negatives(s_chunk, y[idx], ranked.cand_idx, ranked.threshold)
+        grad[idx] = torch.where(is_rel, g_neg, 0.0).to(grad.dtype)
     return grad
