@@ -255,8 +255,7 @@ class MinIoURandomCrop(T.MinIoURandomCrop):
             crops = self._draw_crops(h, w)
             if len(boxes) and len(crops):
                 ious = pairwise_iou(Boxes(torch.from_numpy(crops).float()), gt).numpy()
-                windows = np.split(crops[:, :, None], 4, axis=1)  # four (T, 1, 1) columns
-                inside = box_centres_inside(boxes, *(c[:, :, 0] for c in windows))
+                inside = box_centres_inside(boxes, *crops.T[:, :, None])  # (T, N)
                 ok = (ious.min(axis=1) >= self.mode) & inside.any(axis=1)
                 crops = crops[ok]
             if len(crops):
