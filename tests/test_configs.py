@@ -8,6 +8,8 @@ import torch
 
 from detectron2.config import LazyConfig, instantiate
 
+from rs_detectron2.losses import RankingLoss
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(
     os.path.relpath(p, os.path.join(REPO, "configs"))
@@ -18,6 +20,10 @@ CONFIGS = sorted(
 
 def load(name):
     return LazyConfig.load(os.path.join(REPO, "configs", name))
+
+
+# A config's file name says which ranking loss its RS heads use.
+RANKING_LOSSES = {"rs": "RankSortLoss", "ap": "APLoss", "alrp": "ALRPLoss"}
 
 
 def test_configs_found():
@@ -31,12 +37,24 @@ def test_config_instantiates(name):
         assert key in cfg, f"{name} lacks {key}"
     model = instantiate(cfg.model)
     assert sum(p.numel() for p in model.parameters()) > 0
-    is_rs = os.path.basename(name).startswith("rs_")
+    base = os.path.basename(name)
+    ranking = base.split("_")[0] in RANKING_LOSSES
     head_names = {type(m).__name__ for m in model.modules()}
-    assert any(n.startswith("RS") for n in head_names) == is_rs, head_names
+    assert any(n.startswith("RS") for n in head_names) == ranking, head_names
+    # the ranking loss named by the config's prefix is the one every RS head holds
+    losses = {type(m).__name__ for m in model.modules() if isinstance(m, RankingLoss)}
+    if ranking:
+        assert losses == {RANKING_LOSSES[base.split("_")[0]]}, losses
+    else:
+        assert not losses
 
 
-@pytest.mark.parametrize("name", [c for c in CONFIGS if not c.startswith("quick_schedules")])
+RECIPES_512 = [c for c in CONFIGS if c.endswith("_512_100e.py")]
+
+
+@pytest.mark.parametrize(
+    "name", [c for c in CONFIGS if not c.startswith("quick_schedules") and c not in RECIPES_512]
+)
 def test_full_configs_follow_the_paper(name):
     cfg = load(name)
     assert cfg.dataloader.train.total_batch_size == 16
@@ -48,10 +66,11 @@ def test_full_configs_follow_the_paper(name):
     assert cfg.model.backbone.bottom_up.stem.norm == "FrozenBN"
     base = os.path.basename(name)
     dense = any(k in base for k in ("retinanet", "atss", "paa"))
+    ranking = base.split("_")[0] in RANKING_LOSSES
     if dense:
-        # RS dense detectors: LR 0.008 at 16 images; stock RetinaNet keeps Detectron2's 0.01
-        assert cfg.optimizer.lr == pytest.approx(0.008 if base.startswith("rs_") else 0.01)
-    elif base.startswith("rs_"):
+        # ranking-loss dense detectors: LR 0.008 at 16 images; stock RetinaNet keeps Detectron2's
+        assert cfg.optimizer.lr == pytest.approx(0.008 if ranking else 0.01)
+    elif ranking:
         assert cfg.optimizer.lr == pytest.approx(0.012)
         rpn = cfg.model.proposal_generator
         assert rpn.loss_weight == pytest.approx(0.2)
@@ -168,3 +187,30 @@ def test_a_model_with_an_overridden_class_count_trains_on_that_many_classes(name
         image["instances"].gt_classes = image["instances"].gt_classes % 3
     losses, _ = train_step(model, inputs)
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_512_recipes_follow_the_alrp_paper():
+    """The aLRP paper's RetinaNet recipe: 512 x 512 SSD-style training, 32 images, 100 epochs with
+    steps at 60 and 80, 6 anchors per location; LR 0.008 (aLRP) and 0.002 (AP)."""
+    from rs_detectron2.data import SSDDatasetMapper
+
+    assert sorted(os.path.basename(c) for c in RECIPES_512) == [
+        "alrp_retinanet_R_50_FPN_512_100e.py",
+        "ap_retinanet_R_50_FPN_512_100e.py",
+    ]
+    for name in RECIPES_512:
+        cfg = load(name)
+        epoch = -(-117266 // 32)
+        assert cfg.dataloader.train.total_batch_size == 32
+        assert cfg.dataloader.train.mapper._target_ is SSDDatasetMapper
+        assert cfg.train.max_iter == 100 * epoch
+        assert list(cfg.lr_multiplier.scheduler.milestones) == [60 * epoch, 80 * epoch, 100 * epoch]
+        assert cfg.optimizer.lr == pytest.approx(
+            0.008 if name.split("/")[1].startswith("alrp") else 0.002
+        )
+        model = instantiate(cfg.model)
+        assert model.anchor_generator.num_anchors == [6] * 5
+        if isinstance(model.ranking_loss, torch.nn.Module) and hasattr(
+            model.ranking_loss, "period"
+        ):
+            assert int(model.ranking_loss.period) == epoch

@@ -15,3 +15,19 @@ lr_multiplier_1x = L(WarmupParamScheduler)(
     warmup_method="linear",
     warmup_factor=0.001,
 )
+
+
+def epoch_multiplier(epochs, step_epochs, iters_per_epoch, warmup_iters=500):
+    """A schedule counted in epochs (the mmdet recipes): LR x0.1 at each of ``step_epochs``, linear
+    warmup over ``warmup_iters`` from 0.001 x LR. Returns the ``lr_multiplier`` config; the run's
+    ``train.max_iter`` must be ``epochs * iters_per_epoch``."""
+    total = epochs * iters_per_epoch
+    return L(WarmupParamScheduler)(
+        scheduler=L(MultiStepParamScheduler)(
+            values=[0.1**k for k in range(len(step_epochs) + 1)],
+            milestones=[e * iters_per_epoch for e in step_epochs] + [total],
+        ),
+        warmup_length=warmup_iters / total,
+        warmup_method="linear",
+        warmup_factor=0.001,
+    )

@@ -6,6 +6,7 @@ from detectron2.config import LazyCall as L
 from .coco import dataloader
 
 NUM_CLASSES = 8
+TRAIN_IMAGES = 240
 
 dataloader.train.dataset.names = "rs_shapes_train"
 dataloader.train.mapper.augmentations = [

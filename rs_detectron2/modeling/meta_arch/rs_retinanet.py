@@ -12,6 +12,7 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 
 from ...losses import RankingLoss, RankSortLoss
+from ..events import put_ranking_loss_scalars
 from ..quality import regression_quality
 from .score_voting import score_voting
 
@@ -165,9 +166,11 @@ class RSRetinaNet(RetinaNet):
         storage.put_scalar("num_pos_anchors", pos_img.numel() / num_images)
         storage.put_scalar("num_ignored_anchors", (labels < 0).sum().item() / num_images)
 
-        return self.ranking_loss.head_losses(
+        losses = self.ranking_loss.head_losses(
             logits, targets, pred_boxes, matched_gt, box_weights, prefix="loss_dense"
         )
+        put_ranking_loss_scalars(self.ranking_loss, "dense")
+        return losses
 
     def inference_single_image(
         self,

@@ -11,6 +11,7 @@ from detectron2.structures import Boxes
 from detectron2.utils.events import get_event_storage
 
 from ...losses import RankingLoss, RankSortLoss
+from ..events import put_ranking_loss_scalars
 from ..quality import regression_quality
 
 __all__ = ["RSRPN"]
@@ -85,4 +86,5 @@ class RSRPN(RPN):
             logits[pos_img, pos_anchor].detach().sigmoid(),
             prefix="loss_rpn",
         )
+        put_ranking_loss_scalars(self.ranking_loss, "rpn")
         return {k: v * self.loss_weight for k, v in losses.items()}

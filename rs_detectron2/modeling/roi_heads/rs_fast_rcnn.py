@@ -13,6 +13,7 @@ from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
 from ...losses import RankingLoss, RankSortLoss
+from ..events import put_ranking_loss_scalars
 from ..quality import regression_quality
 
 __all__ = ["RSFastRCNNOutputLayers"]
@@ -104,9 +105,11 @@ class RSFastRCNNOutputLayers(FastRCNNOutputLayers):
         storage = get_event_storage()
         storage.put_scalar("rs_rcnn/num_fg_rois", fg.numel() / max(len(proposals), 1))
 
-        return self.ranking_loss.head_losses(
+        losses = self.ranking_loss.head_losses(
             scores, targets, pred_boxes, gt_boxes[fg], box_scores[fg], prefix=self.loss_prefix
         )
+        put_ranking_loss_scalars(self.ranking_loss, "rs_rcnn")
+        return losses
 
     def predict_probs(
         self, predictions: Tuple[torch.Tensor, torch.Tensor], proposals: List[Instances]

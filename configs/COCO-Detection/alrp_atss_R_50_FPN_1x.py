@@ -1,0 +1,20 @@
+# aLRP Loss on the RS-ATSS model: aLRP (delta 1, tau 0.5) with its self-balance (initial
+# weight 50, updated once per epoch). No official 1x config exists: the RS-ATSS settings with the
+# aLRP loss (ours). LR 0.008, 16 images.
+import math
+
+from detectron2.config import LazyCall as L
+
+from rs_detectron2.losses import ALRPLoss
+
+from ..common.data.coco import TRAIN_IMAGES, dataloader
+from ..common.models.rs_atss_fpn import model
+from ..common.optim import SGD as optimizer
+from ..common.schedule import lr_multiplier_1x as lr_multiplier
+from ..common.train import train
+
+EPOCH = math.ceil(TRAIN_IMAGES / dataloader.train.total_batch_size)  # iterations
+
+dataloader.train.mapper.use_instance_mask = False
+model.ranking_loss = L(ALRPLoss)(delta=1.0, tau=0.5, period=EPOCH, init_weight=50.0)
+optimizer.lr = 0.008
