@@ -357,6 +357,30 @@ def _leaf_selection(bound, num_pos: int, suffix: bool, leaf_level: int):
     return leaf.clamp_max(-(-num_pos // (1 << leaf_level)) - 1), selected & (qpos < num_pos)
 
 
+def _leaf_sums(leaves, bound, p, delta, suffix: bool, leaf_level: int):
+    """Per query, the sums of H and of H * value over the selected positives of its leaf: (P, 2).
+
+    ``leaves`` (P / B, B, 2) holds (logit, value) per leaf (:func:`_quality_leaves`). H is
+    ``H(s_k - s_i)`` for the lower-quality side and ``H(s_i - s_k)`` for the higher one
+    (``suffix``). Queries are taken in chunks so that the temporaries stay within _BLOCK elements.
+    """
+    num_pos = p.numel()
+    out = p.new_empty(num_pos, 2)
+    rows = max(1, _BLOCK >> leaf_level)
+    for start in range(0, num_pos, rows):
+        end = min(start + rows, num_pos)
+        leaf, selected = _leaf_selection(bound[start:end], num_pos, suffix, leaf_level)
+        leaf_rows = leaves.index_select(0, leaf)  # (rows, B, 2)
+        if suffix:
+            h = _step(p[start:end, None] - leaf_rows[:, :, 0], delta)
+        else:
+            h = _step(leaf_rows[:, :, 0] - p[start:end, None], delta)
+        h.masked_fill_(~selected, 0.0)
+        out[start:end, 0] = h.sum(1)
+        out[start:end, 1] = (h * leaf_rows[:, :, 1]).sum(1)
+    return out
+
+
 def _quality_positions(y):
     """For targets ``y`` (P,): the stable quality order ``by_quality`` (ranks by increasing y), the
     quality position of each entry, and per entry the first and one-past-last quality positions of
@@ -419,11 +443,9 @@ def _pairs_tree(p, y, delta) -> _PairSums:
         E = sums[:, 1, 0] - sums[:, 0, 0]
     # Leaves: the lower-quality positives in the leaf holding i's tie start, summed with H itself.
     leaves = _quality_leaves(torch.stack([p, one_minus_y], 1), by_quality, leaf_level)
-    leaf, selected = _leaf_selection(tie_start, num_pos, False, leaf_level)
-    leaf_rows = leaves.index_select(0, leaf)  # (P, B, 2)
-    h = _step(leaf_rows[:, :, 0] - p[:, None], delta).masked_fill_(~selected, 0.0)
-    D = D.clamp_min(0.0) + h.sum(1)
-    E = E.clamp_min(0.0) + (h * leaf_rows[:, :, 1]).sum(1)
+    leaf_sums = _leaf_sums(leaves, tie_start, p, delta, False, leaf_level)
+    D = D.clamp_min(0.0) + leaf_sums[:, 0]
+    E = E.clamp_min(0.0) + leaf_sums[:, 1]
     lS = _sorting_error(R, C, D, E)
     share = _sorting_share(lS, D)
 
@@ -443,10 +465,7 @@ def _pairs_tree(p, y, delta) -> _PairSums:
         _, sums = _quality_tree_sums(q_of, tie_end, hi[:, None], share[:, None], True, leaf_level)
         inflow = sums[:, 0, 0]
     leaves = _quality_leaves(torch.stack([p, share], 1), by_quality, leaf_level)
-    leaf, selected = _leaf_selection(tie_end, num_pos, True, leaf_level)
-    leaf_rows = leaves.index_select(0, leaf)
-    h = _step(p[:, None] - leaf_rows[:, :, 0], delta).masked_fill_(~selected, 0.0)
-    inflow = inflow + (h * leaf_rows[:, :, 1]).sum(1)
+    inflow = inflow + _leaf_sums(leaves, tie_end, p, delta, True, leaf_level)[:, 1]
     return _PairSums(R, lS, D, inflow)
 
 
