@@ -7,7 +7,7 @@ targets: every entry with a target ``> 0`` is a positive). ``l(k)`` is the local
 positive k (the head passes ``GIoU loss / (2 (1 - tau))``, in [0, 1] for tau = 0.5), and
 ``lbar(i) = sum_{k in P, k != i} H(s_k - s_i) l(k)``.
 
-Classification component (Sec. 3 and 4 of the paper):
+Classification component (the paper's identity update):
 
     loss_cls = mean_i NFP(i) / rank(i)          (= 1 - mean precision)
     e(i)     = [NFP(i) > 1e-5] (NFP(i) + lbar(i)) / rank(i)
@@ -173,7 +173,7 @@ class ALRPLoss(RankingLoss):
 
     :meth:`head_losses` computes the localisation errors of the positives as
     ``GIoU loss / (2 (1 - tau))`` and returns ``{prefix}_alrp_cls`` and ``{prefix}_alrp_loc``, the
-    latter already multiplied by the SB weight ``w`` (the paper's Sec. 4.2). ``w`` starts at
+    latter already multiplied by the SB weight ``w`` (the paper's self-balance). ``w`` starts at
     ``init_weight``; after every ``period`` training calls it becomes
     ``(mean loss_cls + mean loss_loc) / mean loss_loc`` over that period's values (unchanged if the
     mean localisation loss is 0 or not finite). Set ``period`` to the epoch length in iterations

@@ -9,7 +9,7 @@ rank(i)``. Targets are binary: every entry with a target ``> 0`` is a positive, 
                                     (a running maximum from the lowest-scored positive up)
     loss                    L_AP  = 1 - mean_i p^(i)
 
-The gradient is the identity update of the AP-Loss paper (Sec. 3.2; its primary terms are
+The gradient is the error-driven (identity) update of the AP-Loss paper (its primary terms are
 ``L_ij = (1 - p^(i)) H(s_j - s_i) / NFP(i)`` for a negative j, 0 where NFP(i) = 0):
 
     positive i:  |P| g_i = -(1 - p^(i))

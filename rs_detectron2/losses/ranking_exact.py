@@ -2,7 +2,7 @@
 
 Notation (Chen et al., "Towards Accurate One-Stage Object Detection with AP-Loss", CVPR 2019;
 Oksuz et al., "A Ranking-based, Balanced Loss Function Unifying Classification and Localisation in
-Object Detection", NeurIPS 2020, Sec. 3). ``s`` are logits, ``y`` targets: P = {y > 0},
+Object Detection", NeurIPS 2020). ``s`` are logits, ``y`` targets: P = {y > 0},
 N = {y == 0}, ``y < 0`` ignored. ``H(x) = clip(x / (2 delta) + 1/2, 0, 1)`` with delta > 0. For a
 positive i:
 
