@@ -4,7 +4,7 @@ What is measured
     For each case (a flat pool of logits with IoU-like targets), the wall-clock time of one
     forward + backward through autograd of
 
-    * ``reference``: ``tests/rs_reference.py::reference_rank_sort`` in float32 with
+    * ``reference``: ``rs_detectron2.utils.reference.reference_rank_sort`` in float32 with
       ``use_threshold=True`` -- the authors' algorithm (spec 1.7): a Python loop over positives,
       float32 buffers, only the relevant negatives (s >= min positive logit - delta). It is wrapped
       in a small ``torch.autograd.Function`` whose backward returns the saved gradient times the
@@ -64,15 +64,10 @@ from typing import Callable, List, Optional
 
 import torch
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(_REPO, "tests"))  # the reference oracle lives in tests/
-sys.path.insert(0, _REPO)  # run from a checkout without installing
-
-from rs_reference import reference_rank_sort  # noqa: E402
-
-import rs_detectron2.losses.rank_sort_exact as exact_module  # noqa: E402
-from rs_detectron2.losses import rank_sort_loss  # noqa: E402
-from rs_detectron2.losses.rank_sort_exact import rank_sort_exact  # noqa: E402
+import rs_detectron2.losses.rank_sort_exact as exact_module
+from rs_detectron2.losses import rank_sort_loss
+from rs_detectron2.losses.rank_sort_exact import rank_sort_exact
+from rs_detectron2.utils.reference import reference_rank_sort
 
 DELTA = 0.5
 SEED = 0
@@ -858,7 +853,8 @@ def main(argv=None):
     print(contention.line("in the second before the start"))
     print("malloc: left as is (--system-malloc)" if args.system_malloc else tune_glibc_malloc())
     print(
-        f"reference: tests/rs_reference.py, float32, use_threshold=True (the authors' code: "
+        f"reference: rs_detectron2.utils.reference, float32, use_threshold=True (the authors' "
+        f"code: "
         f"float32 buffers, loop over positives, only relevant negatives); delta={DELTA}"
     )
     print("fast: rs_detectron2.losses.rank_sort_loss; both timed as forward+backward via autograd")

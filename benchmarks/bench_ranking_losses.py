@@ -49,16 +49,13 @@ import multiprocessing
 import os
 import platform
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from rs_detectron2.losses import alrp_loss, ap_loss  # noqa: E402
+from rs_detectron2.losses import alrp_loss, ap_loss
 
 DELTA = 1.0
 SEED = 0

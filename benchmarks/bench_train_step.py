@@ -499,7 +499,7 @@ def main():
             relevant = int((logits >= logits[targets > 0].min() - 0.5).sum())
             row = [kind, f"{logits.numel():.2e}", str(args.loss_positives), f"{relevant:.2e}"]
             row.append(f"{t:.3f}")
-            for name, step_time in (dense_step or {}).items():
+            for step_time in (dense_step or {}).values():
                 row.append(f"{t / step_time:.2f}x")
             rows.append(row)
             del logits, targets

@@ -39,9 +39,7 @@ def _pool(n, k, num_pos, seed):
 )
 def test_global_pool_two_processes_equals_one_process(tmp_path, bounds):
     logits, targets = _pool(40, 5, num_pos=30, seed=3)
-    results = _spawn(
-        testing.global_pool_loss_worker, 2, tmp_path, logits, targets, bounds, 0.5
-    )
+    results = _spawn(testing.global_pool_loss_worker, 2, tmp_path, logits, targets, bounds, 0.5)
 
     whole = logits.clone().requires_grad_(True)
     ref_rank, ref_sort = rank_sort_loss(whole, targets, 0.5)
@@ -58,9 +56,7 @@ def test_global_pool_when_one_process_has_no_positives(tmp_path):
     logits, targets = _pool(40, 5, num_pos=12, seed=4)
     targets[:20].clamp_(max=0)  # rank 0's slice: negatives and ignored only
     bounds = [0, 20, 40]
-    results = _spawn(
-        testing.global_pool_loss_worker, 2, tmp_path, logits, targets, bounds, 0.5
-    )
+    results = _spawn(testing.global_pool_loss_worker, 2, tmp_path, logits, targets, bounds, 0.5)
     whole = logits.clone().requires_grad_(True)
     ref_rank, _ = rank_sort_loss(whole, targets, 0.5)
     ref_rank.backward()

@@ -339,6 +339,7 @@ def tiny_dataset(tmp_path):
 
 def _instances(boxes_xywh, scores, classes, size=100):
     import torch
+
     from detectron2.structures import Boxes, Instances
 
     inst = Instances((size, size))

@@ -1,7 +1,8 @@
 """Tests of the two positive-positive passes of ``rs_detectron2.losses.rank_sort_exact``.
 
 The dense pass (P x P row chunks) and the quality-tree pass (O(P log P)) must give the values and
-gradients of the loop oracle (``rs_reference.py``) and of each other, on cases with thousands of
+gradients of the loop oracle (``rs_detectron2.utils.reference``) and of each other, on cases with
+thousands of
 positives where the tree is the automatic choice, with ties in targets and logits, delta 0, 0.5
 and 1, ignored entries, equal qualities and a single positive. Both ways of walking the negatives
 (the flat input in chunks, or the compacted candidates) are covered too.
@@ -12,9 +13,9 @@ import math
 
 import pytest
 import torch
-from rs_reference import reference_rank_sort
 
 from rs_detectron2.losses.rank_sort_exact import rank_sort_exact
+from rs_detectron2.utils.reference import reference_rank_sort
 
 F64 = torch.float64
 # The module itself (its name is also that of its function): its constants are patched below.

@@ -17,13 +17,13 @@ from test_train_e2e import REPO, read_metrics, run_train_net, train_net_cmd
 from detectron2.engine import SimpleTrainer, hooks
 from detectron2.utils.events import EventStorage
 
+from rs_detectron2.data import SkippingSampler
 from rs_detectron2.engine import (
     AtomicCheckpointer,
     FiniteLossGuard,
     NonFiniteLossError,
     existing_checkpoint,
 )
-from rs_detectron2.data import SkippingSampler
 from rs_detectron2.engine.resume import start_train_loader_at
 from rs_detectron2.losses import RankSortLoss
 

@@ -16,7 +16,7 @@ LOG_PERIOD = 5
 
 
 def train_net_cmd(config, output_dir, *overrides, flags=()):
-    """The command line of a CPU train_net.py run: ``flags`` (e.g. --resume) go before the config."""
+    """The command line of a CPU train_net.py run; ``flags`` (e.g. --resume) precede the config."""
     return [
         sys.executable,
         os.path.join(REPO, "train_net.py"),

@@ -1,15 +1,19 @@
-"""Plain reference implementations of the Rank & Sort loss, written straight from the math.
+"""Plain reference implementations of the ranking losses, written straight from the math: the
+oracles the fast losses are tested and benchmarked against. Pure torch (no Detectron2), so a
+benchmark can use them on a machine with torch alone. They favour readability over speed: a Python
+loop over positives, float64 by default.
 
-These are the oracles the fast loss is tested against (``rs_spec.md`` 1.2-1.7). They favour
-readability over speed: a Python loop over positives, float64 by default.
-
-- :func:`reference_rank_sort` follows the authors' algorithm (spec 1.7): per positive, its ranking
-  and sorting errors and the identity-update gradient distributed to negatives and positives.
-- :func:`reference_primary_terms` builds the matrix of primary terms L_ij (spec 1.5) for small inputs
-  and takes the gradient as (column sums - row sums) / |P|, an independent route to the same numbers.
+- :func:`reference_rank_sort` follows the authors' algorithm (Oksuz et al. 2021, Algorithm 1): per
+  positive, its ranking and sorting errors and the identity-update gradient distributed to negatives
+  and positives.
+- :func:`reference_primary_terms` builds the matrix of primary terms L_ij (the paper's Sec. 3) for
+  small inputs and takes the gradient as (column sums - row sums) / |P|, an independent route to the
+  same numbers.
 """
 
 import torch
+
+__all__ = ["EPS", "reference_primary_terms", "reference_rank_sort", "step"]
 
 EPS = 1e-10
 
