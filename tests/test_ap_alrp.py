@@ -21,7 +21,7 @@ from rs_detectron2.losses import (
     weighted_mean,
 )
 from rs_detectron2.utils import testing
-from rs_detectron2.utils.testing import reference_alrp_loss, reference_ap_loss
+from rs_detectron2.utils.reference import reference_alrp_loss, reference_ap_loss
 
 F64 = torch.float64
 DELTAS = (1.0, 0.5, 0.1, 2.0)

@@ -1,7 +1,7 @@
 """Losses of rs_detectron2: pure torch, no detector or dataset knowledge.
 
-Heads take a :class:`RankingLoss` (today :class:`RankSortLoss`) as their ``ranking_loss``
-argument; the functional forms are for use outside the heads.
+Heads take a :class:`RankingLoss` (:class:`RankSortLoss`, :class:`APLoss` or :class:`ALRPLoss`) as
+their ``ranking_loss`` argument; the functional forms are for use outside the heads.
 """
 
 from .alrp_loss import ALRPLoss, alrp_loss
