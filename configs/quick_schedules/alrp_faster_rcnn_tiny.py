@@ -17,4 +17,7 @@ model = tiny_two_stage(model, num_classes=NUM_CLASSES)
 model.proposal_generator.ranking_loss = L(ALRPLoss)(tau=0.7, period=EPOCH, init_weight=50.0)
 model.roi_heads.box_predictor.ranking_loss = L(ALRPLoss)(tau=0.5, period=EPOCH, init_weight=50.0)
 dataloader.train.mapper.use_instance_mask = False
+# From scratch, the self-balance weight of 50 on both heads sent the RPN logits to NaN within 50
+# iterations; clipping the global gradient norm at 10 (as the tiny RS-Cascade) keeps it stable.
+train.clip_gradients.max_norm = 10.0
 train.output_dir = "./output/alrp_faster_rcnn_tiny"

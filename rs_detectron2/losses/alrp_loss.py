@@ -31,7 +31,14 @@ import torch.distributed as dist
 
 from .balancing import balance_to
 from .box_losses import giou_loss
-from .pool import check_pool, distributed_world_size, gather_flat, own_slice, pool_group
+from .pool import (
+    check_pool,
+    distributed_world_size,
+    gather_flat,
+    gather_pool,
+    own_gradient,
+    pool_group,
+)
 from .ranking import RankingLoss, autocast_off, check_delta, flat_inputs
 from .ranking_exact import negative_gradient, rank_positives, window_sums
 
@@ -101,16 +108,11 @@ class _ALRPFunction(torch.autograd.Function):
             if group is None:
                 loss_cls, loss_loc, grad, grad_loc = _alrp_exact(s, y, loc, delta)
             else:
-                pair = torch.stack([s, y]) if s.dtype == y.dtype else torch.stack([s.double(), y])
-                full, sizes = gather_flat(pair, group)
+                full_s, full_y, sizes = gather_pool(s, y, group)
                 full_loc, loc_sizes = gather_flat(loc, group)
-                loss_cls, loss_loc, grad, grad_loc = _alrp_exact(
-                    full[0].to(s.dtype), full[1], full_loc, delta
-                )
-                # DDP averages parameter gradients: scale so that the average is the gradient
-                # of the global loss (both components).
-                grad = grad[own_slice(sizes, group)] * len(sizes)
-                grad_loc = grad_loc[own_slice(loc_sizes, group)] * len(loc_sizes)
+                loss_cls, loss_loc, grad, grad_loc = _alrp_exact(full_s, full_y, full_loc, delta)
+                grad = own_gradient(grad, sizes, group)
+                grad_loc = own_gradient(grad_loc, loc_sizes, group)
         ctx.save_for_backward(
             grad.view(logits.shape), grad_loc.to(loc_errors.dtype).view(loc_errors.shape)
         )

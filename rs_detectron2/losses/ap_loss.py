@@ -24,7 +24,7 @@ from typing import Dict, Optional
 import torch
 
 from .box_losses import giou_loss, weighted_mean
-from .pool import check_pool, gather_flat, own_slice, pool_group
+from .pool import check_pool, gather_pool, own_gradient, pool_group
 from .ranking import RankingLoss, autocast_off, check_delta, flat_inputs
 from .ranking_exact import negative_gradient, rank_positives
 
@@ -70,12 +70,9 @@ class _APFunction(torch.autograd.Function):
             if group is None:
                 loss, grad = _ap_exact(s, y, delta)
             else:
-                pair = torch.stack([s, y]) if s.dtype == y.dtype else torch.stack([s.double(), y])
-                full, sizes = gather_flat(pair, group)
-                loss, grad = _ap_exact(full[0].to(s.dtype), full[1], delta)
-                # DDP averages parameter gradients: scale so that the average is the gradient
-                # of the global loss.
-                grad = grad[own_slice(sizes, group)] * len(sizes)
+                full_s, full_y, sizes = gather_pool(s, y, group)
+                loss, grad = _ap_exact(full_s, full_y, delta)
+                grad = own_gradient(grad, sizes, group)
         ctx.save_for_backward(grad.view(logits.shape))
         return loss.to(out_dtype)
 

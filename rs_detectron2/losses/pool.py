@@ -17,6 +17,8 @@ __all__ = [
     "check_pool",
     "distributed_world_size",
     "gather_flat",
+    "gather_pool",
+    "own_gradient",
     "own_slice",
     "pool_group",
 ]
@@ -84,3 +86,23 @@ def own_slice(sizes: List[int], group: Optional[object]) -> slice:
     rank = dist.get_rank(group) if len(sizes) > 1 else 0
     start = sum(sizes[:rank])
     return slice(start, start + sizes[rank])
+
+
+def gather_pool(
+    s: torch.Tensor, y: torch.Tensor, group
+) -> Tuple[torch.Tensor, torch.Tensor, List[int]]:
+    """The flat logits ``s`` and targets ``y`` of every process of ``group``, in one all-gather.
+
+    Returns:
+        ``(full_s, full_y, sizes)``: the concatenations in rank order (dtypes of ``s`` and ``y``,
+        gathered in a dtype that holds each exactly) and the per-process lengths.
+    """
+    pair = torch.stack([s, y]) if s.dtype == y.dtype else torch.stack([s.double(), y])
+    full, sizes = gather_flat(pair, group)
+    return full[0].to(s.dtype), full[1], sizes
+
+
+def own_gradient(grad: torch.Tensor, sizes: List[int], group) -> torch.Tensor:
+    """This process's slice of the global pool's gradient, times the world size: DDP averages
+    parameter gradients over processes, so that the average is the gradient of the global loss."""
+    return grad[own_slice(sizes, group)] * len(sizes)

@@ -32,7 +32,7 @@ import torch
 
 from .balancing import balance_to
 from .box_losses import giou_loss, weighted_mean
-from .pool import check_pool, gather_flat, own_slice, pool_group
+from .pool import check_pool, gather_pool, own_gradient, pool_group
 from .rank_sort_exact import rank_sort_exact
 from .ranking import RankingLoss, autocast_off, check_delta, flat_inputs
 
@@ -52,13 +52,9 @@ class _RankSortFunction(torch.autograd.Function):
             if group is None:
                 loss_rank, loss_sort, grad = rank_sort_exact(s, y, delta)
             else:
-                # One gather for both rows, in a dtype that holds each exactly.
-                pair = torch.stack([s, y]) if s.dtype == y.dtype else torch.stack([s.double(), y])
-                full, sizes = gather_flat(pair, group)
-                loss_rank, loss_sort, grad = rank_sort_exact(full[0].to(s.dtype), full[1], delta)
-                # DDP averages parameter gradients over processes: scale so the average is the
-                # gradient of the global loss.
-                grad = grad[own_slice(sizes, group)] * len(sizes)
+                full_s, full_y, sizes = gather_pool(s, y, group)
+                loss_rank, loss_sort, grad = rank_sort_exact(full_s, full_y, delta)
+                grad = own_gradient(grad, sizes, group)
         ctx.save_for_backward(grad.view(logits.shape))
         loss_sort = loss_sort.to(out_dtype)
         ctx.mark_non_differentiable(loss_sort)
