@@ -130,7 +130,7 @@ def do_train(args, cfg):
     ``train.seed >= 0``, the random state continue where the checkpoint left them.
     """
     model = instantiate(cfg.model)
-    logger.info("Model:\n{}".format(model))
+    logger.info(f"Model:\n{model}")
     model.to(cfg.train.device)
 
     cfg.optimizer.params.model = model
