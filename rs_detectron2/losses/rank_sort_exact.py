@@ -29,6 +29,7 @@ sit. There is exactly one device-to-host synchronisation per call and no Python 
 positives (the loops run over chunks of entries and over the log2 P levels of the tree).
 """
 
+import functools
 import math
 from typing import NamedTuple, Optional
 
@@ -40,8 +41,10 @@ _EPS = 1e-10
 # Elements per block of the dense positive-positive pass (rows x P): 2^17-2^18 elements is the
 # sweet spot on a 2-core CPU; it also bounds memory.
 _BLOCK = 1 << 17
-# Entries per chunk of the negatives' pass: the chunk's temporaries stay far below the input's size.
+# Entries per chunk of the negatives' pass: at most _NEG_BLOCK, at least _NEG_MIN_BLOCK, else about
+# 1/64 of the input, so that the chunk's temporaries stay far below the input's size.
 _NEG_BLOCK = 1 << 16
+_NEG_MIN_BLOCK = {"cpu": 4096, "cuda": 1 << 16}
 # From this many positives on, the tree pass replaces the dense one (the crossover measured with
 # benchmarks/bench_rank_sort.py --crossover; README.md, "The loss at scale").
 _TREE_MIN_POS = {"cpu": 1024, "cuda": 2048}
@@ -50,6 +53,9 @@ _PAIR_METHODS = ("auto", "dense", "tree")
 # _WIDE_LEAF_MAX_POS positives (fewer levels: kernel launches dominate there).
 _LEAF_LEVEL = 4
 _WIDE_LEAF_MAX_POS = 8192
+# The tree walks its queries in about _TREE_CHUNKS chunks of at least _TREE_MIN_CHUNK queries.
+_TREE_CHUNKS = 16
+_TREE_MIN_CHUNK = {"cpu": 2048, "cuda": 1 << 16}
 
 
 def _step(x: torch.Tensor, delta: float) -> torch.Tensor:
@@ -114,9 +120,9 @@ def _check_and_count(s: torch.Tensor, y: torch.Tensor, delta: float) -> _Counts:
 
 
 class _Positives(NamedTuple):
-    idx: torch.Tensor  # (P,) long, flat index of each positive, in logit order
+    idx: torch.Tensor  # (P,) int32 (int64 for inputs of 2^31 entries), flat index, in logit order
     p: torch.Tensor  # (P,) float64 sorted logits minus ``centre``
-    y: torch.Tensor  # (P,) float64 targets in the same order
+    y: torch.Tensor  # (P,) targets in the same order, dtype of the input
     centre: torch.Tensor  # 0-dim float64, the median positive logit
 
 
@@ -125,12 +131,15 @@ class _Walk(NamedTuple):
 
     flat: bool  # True: walk every entry in contiguous chunks and mask; False: walk ``idx``
     total: int  # number of walked entries
-    idx: Optional[torch.Tensor]  # (total,) long candidate indices when not ``flat``
+    idx: Optional[torch.Tensor]  # (total,) candidate indices (dtype of ``_Positives.idx``)
+    block: int  # entries per chunk
 
-    def chunk(self, start: int):
-        if self.flat:
-            return slice(start, start + _NEG_BLOCK)
-        return self.idx[start : start + _NEG_BLOCK]
+    def chunks(self):
+        """``(entries, where)`` per chunk: the entries' indices in the input (a slice or an index
+        tensor) and their positions in the walk (a slice)."""
+        for start in range(0, self.total, self.block):
+            where = slice(start, start + self.block)
+            yield (where if self.flat else self.idx[where]), where
 
 
 def _positives_and_walk(s, y, counts: _Counts):
@@ -138,18 +147,24 @@ def _positives_and_walk(s, y, counts: _Counts):
     # When most entries are candidates, walking the flat input in contiguous chunks (no index list,
     # no gathers) is cheaper; otherwise the candidates are compacted once and walked by index.
     flat = 4 * counts.num_cand > s.numel()
+    minimum = _NEG_MIN_BLOCK.get(s.device.type, _NEG_MIN_BLOCK["cuda"])
+    block = min(_NEG_BLOCK, max(minimum, s.numel() // 64))
+    # int32 indices where they fit: half the memory of int64, and gathers take either.
+    index_dtype = torch.int32 if s.numel() < 2**31 else torch.int64
     if flat:
         pos_idx = torch.nonzero_static(counts.pos_mask, size=counts.num_pos).squeeze(1)
-        walk = _Walk(True, s.numel(), None)
+        walk = _Walk(True, s.numel(), None, block)
     else:
         cand_idx = torch.nonzero_static(counts.cand_mask, size=counts.num_cand).squeeze(1)
-        in_cand = torch.nonzero_static(y[cand_idx] > 0, size=counts.num_pos).squeeze(1)
-        pos_idx = cand_idx[in_cand]
-        walk = _Walk(False, counts.num_cand, cand_idx)
-    p, order = s[pos_idx].to(torch.float64).sort()
-    pos_idx = pos_idx[order]
-    centre = p[counts.num_pos // 2]
-    return _Positives(pos_idx, p - centre, y[pos_idx].to(torch.float64), centre), walk
+        cand_idx = cand_idx.to(index_dtype)
+        in_cand = torch.nonzero_static(y.index_select(0, cand_idx) > 0, size=counts.num_pos)
+        pos_idx = cand_idx.index_select(0, in_cand.squeeze(1))
+        walk = _Walk(False, counts.num_cand, cand_idx, block)
+    p, order = s.index_select(0, pos_idx).to(torch.float64).sort()
+    pos_idx = pos_idx.index_select(0, order).to(index_dtype)
+    del order
+    centre = p[counts.num_pos // 2].clone()
+    return _Positives(pos_idx, p.sub_(centre), y.index_select(0, pos_idx), centre), walk
 
 
 # ----------------------------------------------------------------------------------------------
@@ -161,20 +176,22 @@ def _window_edges(p: torch.Tensor, delta: float):
 
     Returns ``edges`` (sorted, the points at which some H(s_j - s_i) changes its piece) and, for
     every gap ``t`` between consecutive edges (``t = searchsorted(edges, s_j)``), ``lo[t]`` and
-    ``hi[t]`` (long, shape (len(edges) + 1,)): a negative in gap ``t`` has H = 1 for the positives
+    ``hi[t]`` (int32, shape (len(edges) + 1,)): a negative in gap ``t`` has H = 1 for the positives
     ``[0, lo)``, H linear for ``[lo, hi)`` and H = 0 for ``[hi, P)``. With delta > 0, H is
     continuous, so a negative lying exactly on an edge may go to either side.
     """
     num_pos = p.numel()
     if delta == 0:
         # H(s_j - s_i) = [s_j >= s_i]: searchsorted(side="right") counts the positives with H = 1.
-        gaps = torch.arange(num_pos + 1, device=p.device)
+        gaps = torch.arange(num_pos + 1, dtype=torch.int32, device=p.device)
         return p, gaps, gaps
     edges, order = torch.cat([p + delta, p - delta]).sort(stable=True)
     is_upper = order < num_pos  # an edge p_i + delta: above it, positive i has H = 1
-    zero = torch.zeros(1, dtype=torch.long, device=p.device)
-    lo = torch.cat([zero, is_upper.long().cumsum(0)])
-    hi = torch.cat([zero, (~is_upper).long().cumsum(0)])
+    del order
+    lo = torch.zeros(2 * num_pos + 1, dtype=torch.int32, device=p.device)
+    hi = torch.zeros_like(lo)
+    torch.cumsum(is_upper, 0, dtype=torch.int32, out=lo[1:])
+    torch.cumsum(is_upper.logical_not_(), 0, dtype=torch.int32, out=hi[1:])
     return edges, lo, hi
 
 
@@ -190,33 +207,37 @@ def _negatives_nfp(s, y, counts: _Counts, pos: _Positives, walk: _Walk, delta: f
     edges, lo, hi = _window_edges(p, delta)
     num_gaps = edges.numel() + 1
     gap_of = torch.empty(walk.total, dtype=torch.int32, device=s.device)
-    gap_cnt = torch.zeros(num_gaps, dtype=torch.float64, device=s.device)
-    gap_sum = torch.zeros_like(gap_cnt)
-    for start in range(0, walk.total, _NEG_BLOCK):
-        idx = walk.chunk(start)
+    # Counts are integers, kept exact (and small) in an integer dtype.
+    count_dtype = torch.int32 if walk.total < 2**31 else torch.int64
+    gap_cnt = torch.zeros(num_gaps, dtype=count_dtype, device=s.device)
+    gap_sum = torch.zeros(num_gaps, dtype=torch.float64, device=s.device) if delta > 0 else None
+    for idx, where in walk.chunks():
         s_chunk = s[idx]
         is_rel = y[idx] == 0
         if walk.flat:
             is_rel &= s_chunk >= counts.threshold
-        s_neg = s_chunk.to(torch.float64) - pos.centre
+        s_neg = s_chunk.to(torch.float64) - pos.centre  # a new tensor: updated in place below
         gap = torch.searchsorted(edges, s_neg, side="right", out_int32=True)
-        gap_of[start : start + _NEG_BLOCK] = gap
-        weight = is_rel.to(torch.float64)
-        gap_cnt += torch.bincount(gap, weights=weight, minlength=num_gaps)
+        gap_of[where] = gap
+        gap_cnt.index_add_(0, gap, is_rel.to(count_dtype))
         if delta > 0:
-            gap_sum += torch.bincount(gap, weights=(s_neg + delta) * weight, minlength=num_gaps)
-    # Positives [0, lo) of gap t have H = 1: count them with suffix sums over lo.
-    full = torch.zeros(num_pos + 1, dtype=torch.float64, device=s.device)
-    full.index_add_(0, lo, gap_cnt)
-    nfp = full.flip(0).cumsum(0).flip(0)[1:]
+            gap_sum.index_add_(0, gap, s_neg.add_(delta).masked_fill_(is_rel.logical_not_(), 0.0))
+    del edges
+    # Positives [0, lo) of gap t have H = 1: NFP_i counts the gaps with lo > i.
+    full = torch.zeros(num_pos + 1, dtype=count_dtype, device=s.device)
+    full.index_add_(0, lo, gap_cnt).cumsum_(0)
+    nfp = (full[-1] - full[:-1]).to(torch.float64)
     if delta > 0:
         # Positives [lo, hi) of gap t get sum_j (s_j + delta - s_i) / (2 delta): difference arrays.
-        win_sum = torch.zeros_like(full).index_add_(0, lo, gap_sum).index_add_(0, hi, -gap_sum)
-        win_cnt = torch.zeros_like(full).index_add_(0, lo, gap_cnt).index_add_(0, hi, -gap_cnt)
-        cnt = win_cnt.cumsum(0)[:-1]
-        in_window = (win_sum.cumsum(0)[:-1] - cnt * p) / (2 * delta)
+        cnt = full.zero_().index_add_(0, lo, gap_cnt).index_add_(0, hi, gap_cnt, alpha=-1)
+        cnt = cnt.cumsum_(0)[:-1]
+        del gap_cnt
+        win = torch.zeros(num_pos + 1, dtype=torch.float64, device=s.device)
+        win.index_add_(0, lo, gap_sum).index_add_(0, hi, gap_sum, alpha=-1)
+        del gap_sum
+        in_window = win.cumsum_(0)[:-1].sub_(cnt * p).mul_(0.5 / delta).clamp_min_(0.0)
         # An empty window must add exactly 0, not the rounding noise of the running sum.
-        nfp = nfp + torch.where(cnt > 0.5, in_window.clamp_min(0.0), torch.zeros_like(p))
+        nfp += in_window.masked_fill_(cnt == 0, 0.0)
     return nfp, gap_of, lo, hi
 
 
@@ -228,9 +249,10 @@ class _PairSums(NamedTuple):
     """Per positive (P,) float64, in logit order."""
 
     R: torch.Tensor  # sum_k H_ik: rank among positives, self term included
-    lS: torch.Tensor  # sorting error l_S(i) (current minus target)
-    D: torch.Tensor  # sum_{k: y_k < y_i} H_ik, the mis-sorted pmf's denominator
-    inflow: torch.Tensor  # sum_{k: y_k > y_i} [D_k > eps] l_S(k) H_ki / D_k
+    loss_sort: torch.Tensor  # 0-dim: the mean of the sorting errors l_S(i)
+    # The sorting part of |P| g_i: sum_{k: y_k > y_i} [D_k > eps] l_S(k) H_ki / D_k (the inflow
+    # from higher-quality positives) - [D_i > eps] l_S(i), with D_i = sum_{k: y_k < y_i} H_ik.
+    g_sort: torch.Tensor
 
 
 def _sorting_error(R, C, D, E):
@@ -271,7 +293,7 @@ def _pairs_dense(p, y, delta) -> _PairSums:
         lS[start:end] = ls
         D[start:end] = de[:, 0]
         inflow += _sorting_share(ls, de[:, 0]) @ h_low
-    return _PairSums(R, lS, D, inflow)
+    return _PairSums(R, lS.mean(), inflow.sub_(torch.where(D > _EPS, lS, 0.0)))
 
 
 def _exclusive_cumsum(x: torch.Tensor) -> torch.Tensor:
@@ -281,78 +303,154 @@ def _exclusive_cumsum(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _quality_tree_sums(q_of, bound, thresholds, weights, suffix: bool, leaf_level: int):
-    """Sums over the positives selected by quality position and logit rank, above the leaves.
+def _tree_chunk(num_pos: int, device: torch.device) -> int:
+    """Queries (and positions) handled together in the quality tree: a fraction of the positives,
+    so that per-chunk temporaries stay small next to the per-positive arrays (README.md, "The loss
+    at scale": peak extra memory at most 2x the input). Larger on GPUs, where launches dominate."""
+    minimum = _TREE_MIN_CHUNK.get(device.type, _TREE_MIN_CHUNK["cuda"])
+    return max(minimum, -(-num_pos // _TREE_CHUNKS))
 
-    Positives are indexed by logit rank ``r`` (0..P-1); ``q_of[r]`` is their position in quality
-    order (a permutation of 0..P-1). Query ``i`` (P of them) selects the positives ``k`` with
-    ``q_of[k] < bound[i]`` (``suffix=False``) or ``q_of[k] >= bound[i]`` (``suffix=True``) and,
-    per column ``x`` of ``thresholds`` (P, T) long, those of them with rank ``k < x[i]``.
-    Returns ``(count, sums)``: (P, T) long and (P, T, K) float64 for ``weights`` (P, K), over the
-    selected positives outside the leaf of ``bound`` (the block of 2^leaf_level quality positions
-    holding it), which the caller sums directly.
 
-    The tree is a merge-sort tree over quality positions, built top-down: the level-l array holds
-    the positives in blocks of 2^l consecutive quality positions, each block in logit order; a
-    stable partition (one cumulative count) turns one level into the next. The selected quality
-    range is the union of the siblings of the path from the root to ``bound``'s leaf, one per
-    level. The number of a block's positives with rank < x follows the path down from the root
-    (where it is x itself) through the partition counts, so a level costs O(P) for all queries.
+def _tree_levels(q_of: torch.Tensor, leaf_level: int):
+    """The merge-sort tree over quality positions, one level at a time from the root down.
+
+    ``q_of`` (P,) int32 is the quality position of each positive, indexed by logit rank. The
+    level-l arrangement lists the positives in blocks of 2^l consecutive quality positions, each
+    block in logit order. Yields ``(l, left_before, order)`` for l = top ... ``leaf_level``:
+    ``order`` (P,) int32, the ranks in the level-l arrangement, and ``left_before`` (P + 1,) int32,
+    for each position of the level-(l + 1) arrangement the number of positives before it that go to
+    a left child (quality bit l is 0). A stable partition per block (one cumulative count) turns
+    one arrangement into the next, so a level costs O(P) and only the current one is kept; the
+    yielded tensors are reused by the next level.
     """
-    num_pos, num_thr = thresholds.shape
+    num_pos = q_of.numel()
     device = q_of.device
-    positions = torch.arange(num_pos, device=device)
-    order = positions  # the root: every positive, in logit (= rank) order
-    below = thresholds.clone()  # per query: positives of its current node with rank < x
-    count = torch.zeros_like(thresholds)
-    sums = weights.new_zeros(num_pos, num_thr, weights.shape[1])
+    chunk = _tree_chunk(num_pos, device)
+    order = torch.arange(num_pos, dtype=torch.int32, device=device)  # the root, in logit order
+    left_before = torch.zeros(num_pos + 1, dtype=torch.int32, device=device)
     for level in range(num_pos.bit_length() - 1, leaf_level - 1, -1):
+        goes_left = q_of.index_select(0, order).bitwise_and_(1 << level) == 0
+        torch.cumsum(goes_left, 0, dtype=torch.int32, out=left_before[1:])
+        new_order = torch.empty_like(order)
+        for start in range(0, num_pos, chunk):
+            # Within its parent block (first position 2B), a left-goer lands at B + (left-goers
+            # before it), a right-goer at 2B + 2^l + (right-goers before it); B = left-goers of
+            # the earlier blocks.
+            end = min(start + chunk, num_pos)
+            x = torch.arange(start, end, dtype=torch.int32, device=device)
+            before = left_before[start:end]
+            to_right = x + (1 << level) - before
+            dest = to_right - before  # to_right - to_left, without the shared 2B
+            dest.mul_(goes_left[start:end]).neg_().add_(to_right)
+            dest.add_(x.bitwise_right_shift_(level + 1).bitwise_left_shift_(level))
+            new_order.index_put_((dest,), order[start:end])
+        order = new_order
+        del goes_left, new_order
+        yield level, left_before, order
+
+
+def _tree_walk(q_of, bound, ptr, fill, num_cols: int, *, suffix: bool, leaf_level: int):
+    """Walks every query down the quality tree; yields, per level and chunk of queries, prefix sums
+    at the edges of the positives that the query selects at that level.
+
+    Positives are indexed by logit rank; ``q_of`` (P,) int32 is their quality position. Query ``i``
+    selects the positives with ``q_of < bound[i]`` (``suffix=False``) or ``q_of >= bound[i]``
+    (``suffix=True``) and, per threshold ``x``, those of them with logit rank below ``x``. At each
+    level the sibling of its path (the left child where the path goes right, or the right child
+    where it goes left) is selected whole; the leaf holding ``bound[i]`` is left to the caller.
+    ``ptr`` (T, P) int32 holds the thresholds on entry and is overwritten: per query and
+    threshold, a position in the current arrangement, the node's first position plus the number of
+    its positives below the threshold (at the root, the threshold itself). ``fill(out, order)``
+    writes the K = ``num_cols`` summed values of the positives, taken in the level's arrangement
+    ``order`` (int32 ranks), into ``out`` (P, K) float64.
+
+    Yields ``(rows, edges, at)`` for a slice ``rows`` of the queries: ``edges`` (T + 1, q) int32,
+    positions in the level's arrangement: for ``suffix=False`` the selected left child's position
+    below each threshold, then its end; for ``suffix=True`` the selected right child's start, then
+    its position below each threshold (all equal to the node's start, or the child's, where
+    nothing is selected). Differences of ``edges`` count the selected positives between thresholds,
+    and differences of ``at`` (T + 1, q, K) float64, the level's prefix sums at ``edges``, sum
+    their values; summed over the levels they cover every selected positive outside the leaf.
+    ``at`` is a buffer that the next step overwrites.
+    """
+    num_pos = q_of.numel()
+    chunk = _tree_chunk(num_pos, q_of.device)
+    cum = torch.zeros(num_pos + 1, num_cols, dtype=torch.float64, device=q_of.device)
+    at_buffer = cum.new_empty((ptr.shape[0] + 1) * min(chunk, num_pos), num_cols)
+    for level, left_before, order in _tree_levels(q_of, leaf_level):
         size = 1 << level
-        # Partition each parent block (2 size quality positions) into its two children, stably.
-        goes_right = ((q_of.index_select(0, order) >> level) & 1).bool()
-        left_before = _exclusive_cumsum((~goes_right).long())  # left-goers before each position
-        left_base = (positions >> (level + 1)) << level  # left-goers of the earlier parents
-        to_left = left_before[:-1] + left_base
-        to_right = positions + size + 2 * left_base - to_left
-        order = torch.empty_like(order).index_put_(
-            (torch.where(goes_right, to_right, to_left),), order
-        )
-        cum = _exclusive_cumsum(weights.index_select(0, order))  # (P + 1, K), this level's order
-        # Each query's node (the parent) at this level, and how its `below` counts split.
-        went_right = ((bound >> level) & 1).bool()
-        start = (bound >> (level + 1)) << (level + 1)
-        below_left = _take(left_before, start[:, None] + below) - (start >> 1)[:, None]
-        if suffix:  # the right child is selected whole where the path goes left
-            child = (start + size).clamp_max(num_pos)
-            part = torch.where(went_right[:, None], 0, below - below_left)
-        else:  # the left child is selected whole where the path goes right
-            child = start
-            part = torch.where(went_right[:, None], below_left, 0)
-        sums += _take(cum, child[:, None] + part) - cum.index_select(0, child)[:, None, :]
-        count += part
-        below = torch.where(went_right[:, None], below - below_left, below_left)
-    return count, sums
+        # The values in this level's arrangement, then their prefix sums, in place.
+        fill(cum[1:], order)
+        cum[1:].cumsum_(0)
+        for start in range(0, num_pos, chunk):
+            rows = slice(start, start + chunk)
+            b = bound[rows]
+            # (T, q) layouts throughout: per-query values broadcast along the outer dimension,
+            # which keeps every elementwise kernel contiguous.
+            went_right = b.bitwise_and(size).bool()
+            half = (b >> (level + 1)) << level  # half the parent's first position
+            node = half * 2
+            at_ptr = ptr[:, rows]
+            # Left-goers before the pointer: where it lands in the left child, or in the right one.
+            lb = left_before.index_select(0, at_ptr.reshape(-1)).view(at_ptr.shape)
+            to_left = lb + half
+            to_right = (half + size) - lb
+            to_right += at_ptr
+            if suffix:  # the right child, up to the pointer, where the path goes left
+                # (a right child past the last quality position is empty: clamped to P)
+                to_right.clamp_max_(num_pos)
+                first = (node + size).clamp_max_(num_pos)
+                edges = torch.cat([first[None], torch.where(went_right, first, to_right)])
+            else:  # the left child (full, since a right one exists) where the path goes right
+                whole = torch.where(went_right, node + size, node)
+                edges = torch.cat([torch.where(went_right, to_left, node), whole[None]])
+            at_ptr.copy_(torch.where(went_right, to_right, to_left))
+            at = at_buffer[: edges.numel()]
+            torch.index_select(cum, 0, edges.view(-1), out=at)
+            yield rows, edges, at.view(*edges.shape, num_cols)
 
 
-def _take(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """``x[idx]`` along the first dimension (index_select is the fast gather on CPU)."""
-    return x.index_select(0, idx.reshape(-1)).view(*idx.shape, *x.shape[1:])
+def _fill_lower(y, p, out, order):
+    """The columns 1 - y, s, (1 - y) s (only 1 - y where ``p`` is None) in the arrangement
+    ``order``, written into ``out`` (P, K) float64 (see :func:`_tree_walk`)."""
+    out[:, 0] = y.index_select(0, order)
+    out[:, 0].neg_().add_(1.0)
+    if p is not None:
+        out[:, 1] = p.index_select(0, order)
+        torch.mul(out[:, 0], out[:, 1], out=out[:, 2])
 
 
-def _quality_leaves(values, by_quality, leaf_level: int):
-    """``values`` (P, K) in quality order, padded with zeros and cut into leaves: (P / B, B, K)."""
+def _fill_higher(share, p, out, order):
+    """The columns share, share s (only share where ``p`` is None), as :func:`_fill_lower`."""
+    out[:, 0] = share.index_select(0, order)
+    if p is not None:
+        torch.mul(out[:, 0], p.index_select(0, order), out=out[:, 1])
+
+
+def _differences_(at: torch.Tensor) -> torch.Tensor:
+    """``at[1:] - at[:-1]`` along the first dimension, computed in place (returns a view)."""
+    for j in range(at.shape[0] - 1, 0, -1):
+        at[j] -= at[j - 1]
+    return at[1:]
+
+
+def _quality_leaves(columns, by_quality, leaf_level: int):
+    """The (P,) float64 ``columns`` side by side in quality order, padded with zeros and cut into
+    leaves of B = 2^leaf_level quality positions: (P / B, B, K)."""
     num_pos = by_quality.numel()
     size = 1 << leaf_level
-    leaves = values.new_zeros(-(-num_pos // size) * size, values.shape[1])
-    leaves[:num_pos] = values.index_select(0, by_quality)
-    return leaves.view(-1, size, values.shape[1])
+    leaves = columns[0].new_zeros(-(-num_pos // size) * size, len(columns))
+    for col, values in enumerate(columns):
+        leaves[:num_pos, col] = values.index_select(0, by_quality)
+    return leaves.view(-1, size, len(columns))
 
 
 def _leaf_selection(bound, num_pos: int, suffix: bool, leaf_level: int):
     """Per query, the leaf holding ``bound`` and which of its 2^leaf_level quality positions lie in
-    the query's range: ``(leaf, selected)``, (P,) long and (P, B) bool."""
+    the query's range: ``(leaf, selected)``, (q,) int32 and (q, B) bool."""
     leaf = bound >> leaf_level
-    qpos = (leaf << leaf_level)[:, None] + torch.arange(1 << leaf_level, device=bound.device)
+    offsets = torch.arange(1 << leaf_level, dtype=bound.dtype, device=bound.device)
+    qpos = (leaf << leaf_level)[:, None] + offsets
     selected = qpos >= bound[:, None] if suffix else qpos < bound[:, None]
     return leaf.clamp_max(-(-num_pos // (1 << leaf_level)) - 1), selected & (qpos < num_pos)
 
@@ -362,11 +460,11 @@ def _leaf_sums(leaves, bound, p, delta, suffix: bool, leaf_level: int):
 
     ``leaves`` (P / B, B, 2) holds (logit, value) per leaf (:func:`_quality_leaves`). H is
     ``H(s_k - s_i)`` for the lower-quality side and ``H(s_i - s_k)`` for the higher one
-    (``suffix``). Queries are taken in chunks so that the temporaries stay within _BLOCK elements.
+    (``suffix``). Queries are taken in chunks of a few times the tree walk's chunk in elements.
     """
     num_pos = p.numel()
     out = p.new_empty(num_pos, 2)
-    rows = max(1, _BLOCK >> leaf_level)
+    rows = max(64, (2 * _tree_chunk(num_pos, p.device)) >> leaf_level)
     for start in range(0, num_pos, rows):
         end = min(start + rows, num_pos)
         leaf, selected = _leaf_selection(bound[start:end], num_pos, suffix, leaf_level)
@@ -382,20 +480,152 @@ def _leaf_sums(leaves, bound, p, delta, suffix: bool, leaf_level: int):
 
 
 def _quality_positions(y):
-    """For targets ``y`` (P,): the stable quality order ``by_quality`` (ranks by increasing y), the
-    quality position of each entry, and per entry the first and one-past-last quality positions of
-    its tie group (equal targets are never "lower")."""
+    """For targets ``y`` (P,): the quality position of each entry in the stable order by increasing
+    y, and per entry the first and one-past-last quality positions of its tie group (equal targets
+    are never "lower"); all (P,) int32."""
     num_pos = y.numel()
     y_sorted, by_quality = y.sort(stable=True)
-    positions = torch.arange(num_pos, device=y.device)
+    positions = torch.arange(num_pos, dtype=torch.int32, device=y.device)
     q_of = torch.empty_like(positions).index_put_((by_quality,), positions)
+    del by_quality
     first = torch.ones(num_pos, dtype=torch.bool, device=y.device)
-    first[1:] = y_sorted[1:] != y_sorted[:-1]
+    torch.ne(y_sorted[1:], y_sorted[:-1], out=first[1:])
+    del y_sorted
     last = torch.ones_like(first)
     last[:-1] = first[1:]
-    tie_start = torch.where(first, positions, 0).cummax(0).values
+    tie_start = torch.where(first, positions, 0).cummax(0).values.index_select(0, q_of)
     tie_end = torch.where(last, positions + 1, num_pos).flip(0).cummin(0).values.flip(0)
-    return by_quality, q_of, tie_start[q_of], tie_end[q_of]
+    return q_of, tie_start, tie_end.index_select(0, q_of)
+
+
+def _by_quality(q_of):
+    """The inverse permutation of ``q_of``: the logit rank at each quality position (int32)."""
+    positions = torch.arange(q_of.numel(), dtype=torch.int32, device=q_of.device)
+    return torch.empty_like(positions).index_put_((q_of,), positions)
+
+
+def _windows(p, delta):
+    """Logit-rank windows (int32, (P,) each) of the sorted positives ``p``: with delta > 0,
+    ``lo_i`` = #{k: s_k <= s_i - delta} and ``hi_i`` = #{k: s_k <= s_i + delta}, so ``H(s_k - s_i)``
+    is 0 for ranks below lo, linear on [lo, hi) and 1 from hi on; with delta = 0, the first rank
+    with s_k >= s_i and the first with s_k > s_i."""
+    if delta > 0:
+        lo = torch.searchsorted(p, p - delta, side="right", out_int32=True)
+        hi = torch.searchsorted(p, p + delta, side="right", out_int32=True)
+    else:
+        lo = torch.searchsorted(p, p, side="left", out_int32=True)
+        hi = torch.searchsorted(p, p, side="right", out_int32=True)
+    return lo, hi
+
+
+def _lower_quality_sums(q_of, tie_start, p, y, delta, leaf_level: int):
+    """D_i and E_i (P,) float64 over the positives of lower quality (before i's tie group): the
+    tree walk above the leaves, then the leaf holding ``tie_start[i]``, summed with H itself."""
+    D = torch.zeros_like(p)
+    E = torch.zeros_like(p)
+    if delta > 0:
+        inv = 0.5 / delta
+        # edges: below lo, below hi, the child's end; columns: 1 - y, s, (1 - y) s
+        walk = _tree_walk(
+            q_of,
+            tie_start,
+            torch.stack(_windows(p, delta)),
+            functools.partial(_fill_lower, y, p),
+            3,
+            suffix=False,
+            leaf_level=leaf_level,
+        )
+        for rows, edges, at in walk:
+            count = edges[1:] - edges[:-1]  # in the window, above it
+            sums = _differences_(at)
+            s_lo = p[rows] - delta
+            D[rows] += count[1] + (sums[0, :, 1] - count[0] * s_lo) * inv
+            E[rows] += sums[1, :, 0] + (sums[0, :, 2] - sums[0, :, 0] * s_lo) * inv
+    else:
+        # edges: below lo, the child's end; column: 1 - y
+        walk = _tree_walk(
+            q_of,
+            tie_start,
+            _windows(p, delta)[0][None],
+            functools.partial(_fill_lower, y, None),
+            1,
+            suffix=False,
+            leaf_level=leaf_level,
+        )
+        for rows, edges, at in walk:
+            D[rows] += edges[1] - edges[0]
+            E[rows] += at[1, :, 0] - at[0, :, 0]
+    del walk
+    leaves = _quality_leaves((p, 1.0 - y.to(torch.float64)), _by_quality(q_of), leaf_level)
+    leaf_sums = _leaf_sums(leaves, tie_start, p, delta, False, leaf_level)
+    D.clamp_min_(0.0).add_(leaf_sums[:, 0])  # the tree part may round below 0 when empty
+    E.clamp_min_(0.0).add_(leaf_sums[:, 1])
+    return D, E
+
+
+def _higher_quality_inflow_(inflow, q_of, tie_end, p, share, delta, leaf_level: int):
+    """Adds to ``inflow`` (P,) the sums over the positives k of higher quality (from the end of
+    i's tie group on) of ``share[k] * H(s_i - s_k)``: tree walk, then the leaf holding
+    ``tie_end[i]``."""
+    lo, hi = _windows(p, delta)
+    if delta > 0:
+        inv = 0.5 / delta
+        # edges: the child's start, below lo, below hi; columns: share, share s
+        walk = _tree_walk(
+            q_of,
+            tie_end,
+            torch.stack([lo, hi]),
+            functools.partial(_fill_higher, share, p),
+            2,
+            suffix=True,
+            leaf_level=leaf_level,
+        )
+        del lo, hi
+        for rows, _, at in walk:
+            sums = _differences_(at)  # H = 1, the window
+            inflow[rows] += (
+                sums[0, :, 0] + (sums[1, :, 0] * (p[rows] + delta) - sums[1, :, 1]) * inv
+            )
+    else:
+        walk = _tree_walk(
+            q_of,
+            tie_end,
+            hi[None],
+            functools.partial(_fill_higher, share, None),
+            1,
+            suffix=True,
+            leaf_level=leaf_level,
+        )
+        del lo, hi
+        for rows, _, at in walk:
+            inflow[rows] += at[1, :, 0] - at[0, :, 0]
+    del walk
+    leaves = _quality_leaves((p, share), _by_quality(q_of), leaf_level)
+    inflow += _leaf_sums(leaves, tie_end, p, delta, True, leaf_level)[:, 1]
+    return inflow
+
+
+def _ranks_and_costs(p, y, delta):
+    """R_i and C_i (P,) float64 over every positive (no quality condition): ``R_i = sum_k H_ik``
+    and ``C_i = sum_k H_ik (1 - y_k)``, from prefix sums in logit order."""
+    num_pos = p.numel()
+    lo, hi = _windows(p, delta)
+    one_minus_y = 1.0 - y.to(torch.float64)
+    cum = _exclusive_cumsum(one_minus_y)
+    if delta == 0:
+        return (num_pos - lo).to(torch.float64), cum[-1] - cum.index_select(0, lo)
+    inv = 0.5 / delta
+    C = cum[-1] - cum.index_select(0, hi)
+    win_u = cum.index_select(0, hi) - cum.index_select(0, lo)
+    cum = _exclusive_cumsum(one_minus_y.mul_(p))
+    del one_minus_y
+    win_w = cum.index_select(0, hi) - cum.index_select(0, lo)
+    C += (win_w - win_u * (p - delta)) * inv
+    del win_u, win_w
+    cum = _exclusive_cumsum(p)
+    win_p = cum.index_select(0, hi) - cum.index_select(0, lo)
+    R = (num_pos - hi) + (win_p - (hi - lo) * (p - delta)) * inv
+    return R, C
 
 
 def _pairs_tree(p, y, delta) -> _PairSums:
@@ -405,112 +635,77 @@ def _pairs_tree(p, y, delta) -> _PairSums:
     ``lo_i <= k < hi_i`` and 0 below; ``H(s_i - s_k)`` is 1 for ``k < lo_i``, linear for
     ``lo_i <= k < hi_i`` and 0 above. The window leaves out s_k = s_i - delta, where H is 0, so an
     empty selection sums to exactly 0 (the eps tests see exact zeros where the dense pass does).
-    Leaves of 2^_LEAF_LEVEL quality positions are summed directly, with H itself.
+    Leaves of 2^_LEAF_LEVEL quality positions are summed directly, with H itself. Each level's
+    sums are folded into D, E and the inflow at once, and per-positive arrays are dropped as soon
+    as they are used, so that the peak memory stays a small multiple of P (8-byte words).
     """
     num_pos = p.numel()
-    one_minus_y = 1.0 - y
-    by_quality, q_of, tie_start, tie_end = _quality_positions(y)
+    q_of, tie_start, tie_end = _quality_positions(y)
     leaf_level = min(_LEAF_LEVEL if num_pos > _WIDE_LEAF_MAX_POS else 6, num_pos.bit_length())
-    every = torch.full_like(tie_start, num_pos)  # threshold "rank < P": all selected positives
-    two_delta = 2 * delta
-    if delta > 0:
-        lo = torch.searchsorted(p, p - delta, side="right")
-        hi = torch.searchsorted(p, p + delta, side="right")
-        cols = torch.stack([one_minus_y, p, one_minus_y * p], dim=1)
-        # R_i and C_i over every positive (no quality condition): prefix sums in logit order.
-        full = _exclusive_cumsum(cols)
-        win = full[hi] - full[lo]
-        R = (num_pos - hi) + (win[:, 1] - (hi - lo) * (p - delta)) / two_delta
-        C = (full[-1, 0] - full[hi, 0]) + (win[:, 2] - win[:, 0] * (p - delta)) / two_delta
-        # D_i and E_i: the positives of lower quality (before i's tie group), tree part.
-        count, sums = _quality_tree_sums(
-            q_of, tie_start, torch.stack([lo, hi, every], 1), cols, False, leaf_level
-        )
-        w_cnt = count[:, 1] - count[:, 0]
-        w_sum = sums[:, 1] - sums[:, 0]
-        D = (count[:, 2] - count[:, 1]) + (w_sum[:, 1] - w_cnt * (p - delta)) / two_delta
-        E = (sums[:, 2, 0] - sums[:, 1, 0]) + (w_sum[:, 2] - w_sum[:, 0] * (p - delta)) / two_delta
-    else:
-        lo = torch.searchsorted(p, p, side="left")  # H(s_k - s_i) = 1 for ranks k >= lo_i
-        hi = torch.searchsorted(p, p, side="right")  # H(s_i - s_k) = 1 for ranks k < hi_i
-        full = _exclusive_cumsum(one_minus_y)
-        R = (num_pos - lo).to(torch.float64)
-        C = full[-1] - full[lo]
-        count, sums = _quality_tree_sums(
-            q_of, tie_start, torch.stack([lo, every], 1), one_minus_y[:, None], False, leaf_level
-        )
-        D = (count[:, 1] - count[:, 0]).to(torch.float64)
-        E = sums[:, 1, 0] - sums[:, 0, 0]
-    # Leaves: the lower-quality positives in the leaf holding i's tie start, summed with H itself.
-    leaves = _quality_leaves(torch.stack([p, one_minus_y], 1), by_quality, leaf_level)
-    leaf_sums = _leaf_sums(leaves, tie_start, p, delta, False, leaf_level)
-    D = D.clamp_min(0.0) + leaf_sums[:, 0]
-    E = E.clamp_min(0.0) + leaf_sums[:, 1]
+    D, E = _lower_quality_sums(q_of, tie_start, p, y, delta, leaf_level)
+    del tie_start
+    R, C = _ranks_and_costs(p, y, delta)
     lS = _sorting_error(R, C, D, E)
+    del C, E
     share = _sorting_share(lS, D)
-
-    # inflow_i: the positives of higher quality (from the end of i's tie group on).
-    if delta > 0:
-        _, sums = _quality_tree_sums(
-            q_of,
-            tie_end,
-            torch.stack([lo, hi], 1),
-            torch.stack([share, share * p], 1),
-            True,
-            leaf_level,
-        )
-        w_sum = sums[:, 1] - sums[:, 0]
-        inflow = sums[:, 0, 0] + (w_sum[:, 0] * (p + delta) - w_sum[:, 1]) / two_delta
-    else:
-        _, sums = _quality_tree_sums(q_of, tie_end, hi[:, None], share[:, None], True, leaf_level)
-        inflow = sums[:, 0, 0]
-    leaves = _quality_leaves(torch.stack([p, share], 1), by_quality, leaf_level)
-    inflow = inflow + _leaf_sums(leaves, tie_end, p, delta, True, leaf_level)[:, 1]
-    return _PairSums(R, lS, D, inflow)
+    # The sorting part of |P| g_i starts as -[D_i > eps] l_S(i); the inflow is added to it.
+    g_sort = torch.where(D > _EPS, lS, 0.0).neg_()
+    del D
+    loss_sort = lS.mean()
+    del lS
+    _higher_quality_inflow_(g_sort, q_of, tie_end, p, share, delta, leaf_level)
+    return _PairSums(R, loss_sort, g_sort)
 
 
 def _positive_pairs(p, y, delta, method: str) -> _PairSums:
-    """The dense or the tree pass (``method``: "auto", "dense" or "tree")."""
+    """The dense or the tree pass (``method``: "auto", "dense" or "tree"); ``y`` (P,) in any
+    floating dtype (compared as is, summed in float64)."""
     if method == "auto":
         crossover = _TREE_MIN_POS.get(p.device.type, _TREE_MIN_POS["cuda"])
         method = "tree" if p.numel() >= crossover else "dense"
     if method == "tree":
         return _pairs_tree(p, y, delta)
-    return _pairs_dense(p, y, delta)
+    return _pairs_dense(p, y.to(torch.float64), delta)
 
 
 # ----------------------------------------------------------------------------------------------
 # Step 5: gradients
 
 
-def _write_negative_grads(grad, s, y, counts, pos, walk, gap_of, lo, hi, w, delta):
-    """|P| g_j = sum_i w_i H(s_j - s_i) with w_i = l_R(i) / NFP_i = 1 / rank(i) (where
-    NFP_i > eps), written for every walked entry (0 where it is not a relevant negative).
-
-    Per gap this is alpha + beta * s_j, from prefix sums of w and w * s over the sorted positives.
+def _negative_coefficients(w, p, lo, hi, delta: float):
+    """Per gap ``t`` between the window edges (:func:`_window_edges`): ``alpha[t] + beta[t] * s_j``
+    is the gradient of a relevant negative ``j`` in gap ``t`` (``s_j`` centred like ``p``), where
+    |P| g_j = sum_i w_i H(s_j - s_i) with w_i = l_R(i) / NFP_i = 1 / rank(i) (where NFP_i > eps).
+    From prefix sums of w and w * s over the sorted positives; ``beta`` is None when delta = 0.
     """
-    num_pos = pos.p.numel()
-    zero1 = torch.zeros(1, dtype=torch.float64, device=s.device)
-    w_cum = torch.cat([zero1, w.cumsum(0)])
-    alpha = w_cum[lo]
-    beta = torch.zeros_like(alpha)
+    num_pos = p.numel()
+    w_cum = _exclusive_cumsum(w)
+    alpha = w_cum.index_select(0, lo)
+    beta = None
     if delta > 0:
-        ws_cum = torch.cat([zero1, (w * pos.p).cumsum(0)])
-        w_win = w_cum[hi] - w_cum[lo]
-        ws_win = ws_cum[hi] - ws_cum[lo]
-        alpha = alpha + (w_win * delta - ws_win) / (2 * delta)
-        beta = w_win / (2 * delta)
-    alpha, beta = alpha / num_pos, beta / num_pos
-    for start in range(0, walk.total, _NEG_BLOCK):
-        idx = walk.chunk(start)
-        gap = gap_of[start : start + _NEG_BLOCK]
+        beta = w_cum.index_select(0, hi).sub_(alpha)  # sum of w over the window
+        ws_cum = _exclusive_cumsum(w * p)
+        ws_win = ws_cum.index_select(0, hi).sub_(ws_cum.index_select(0, lo))
+        del ws_cum
+        alpha += ws_win.neg_().add_(beta, alpha=delta).mul_(0.5 / delta)
+        del ws_win
+        beta *= 0.5 / (delta * num_pos)
+    return alpha.div_(num_pos), beta
+
+
+def _write_negative_grads(grad, s, y, counts, centre, walk, gap_of, alpha, beta):
+    """Writes every walked entry's gradient into ``grad``: ``alpha + beta * s_j`` of its gap for
+    a relevant negative, 0 for any other entry (positives are written afterwards)."""
+    for idx, where in walk.chunks():
+        gap = gap_of[where]
         s_chunk = s[idx]
         is_rel = y[idx] == 0
         if walk.flat:
             is_rel &= s_chunk >= counts.threshold
-        g_neg = alpha[gap] + beta[gap] * (s_chunk.to(torch.float64) - pos.centre)
-        # Positives are written afterwards; ignored and irrelevant entries stay 0.
-        grad[idx] = torch.where(is_rel, g_neg, 0.0).to(grad.dtype)
+        g_neg = alpha.index_select(0, gap)
+        if beta is not None:
+            g_neg += beta.index_select(0, gap) * (s_chunk.to(torch.float64) - centre)
+        grad[idx] = g_neg.masked_fill_(is_rel.logical_not_(), 0.0).to(grad.dtype)
 
 
 def rank_sort_exact(s: torch.Tensor, y: torch.Tensor, delta: float, *, pairs: str = "auto"):
@@ -528,19 +723,34 @@ def rank_sort_exact(s: torch.Tensor, y: torch.Tensor, delta: float, *, pairs: st
     if s.numel() == 0:
         return zero, zero.clone(), torch.zeros_like(s)
     counts = _check_and_count(s, y, delta)
-    grad = torch.zeros_like(s)
     if counts.num_pos == 0:
-        return zero, zero.clone(), grad
+        return zero, zero.clone(), torch.zeros_like(s)
     pos, walk = _positives_and_walk(s, y, counts)
+    # Each step drops what the next ones do not need, so that the largest temporaries (those of
+    # the positive-positive pass, then the gradient) never live at the same time.
+    counts = counts._replace(pos_mask=None, cand_mask=None)
+    targets = pos.y
+    pos = pos._replace(y=None)
+    pair = _positive_pairs(pos.p, targets, delta, pairs)
+    del targets
     nfp, gap_of, lo, hi = _negatives_nfp(s, y, counts, pos, walk, delta)
-    pair = _positive_pairs(pos.p, pos.y, delta, pairs)
 
-    rank = pair.R + nfp
+    num_pos = pos.p.numel()
+    rank = pair.R.add_(nfp)
     lR = nfp / rank
     has_fp = nfp > _EPS
-    w = torch.where(has_fp, 1.0 / rank, torch.zeros_like(rank))
-    _write_negative_grads(grad, s, y, counts, pos, walk, gap_of, lo, hi, w, delta)
-    g_pos = pair.inflow - torch.where(has_fp, lR, torch.zeros_like(lR))
-    g_pos = g_pos - torch.where(pair.D > _EPS, pair.lS, torch.zeros_like(pair.lS))
-    grad[pos.idx] = (g_pos / pos.p.numel()).to(grad.dtype)
-    return lR.mean(), pair.lS.mean(), grad
+    del nfp
+    loss_rank, loss_sort = lR.mean(), pair.loss_sort
+    w = rank.reciprocal_().masked_fill_(~has_fp, 0.0)
+    g_pos = pair.g_sort.sub_(lR.masked_fill_(~has_fp, 0.0)).div_(num_pos)
+    del pair, rank, lR, has_fp
+    alpha, beta = _negative_coefficients(w, pos.p, lo, hi, delta)
+    del w, lo, hi
+    pos_idx, centre = pos.idx, pos.centre
+    del pos
+    # The flat walk writes every entry; the compacted one only the candidates.
+    grad = torch.empty_like(s) if walk.flat else torch.zeros_like(s)
+    _write_negative_grads(grad, s, y, counts, centre, walk, gap_of, alpha, beta)
+    del alpha, beta, gap_of, walk
+    grad[pos_idx] = g_pos.to(grad.dtype)
+    return loss_rank, loss_sort, grad
