@@ -10,9 +10,12 @@ and 1, ignored entries, equal qualities and a single positive. Both ways of walk
 
 import importlib
 import math
+import weakref
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from rs_detectron2.losses.rank_sort_exact import rank_sort_exact
 from rs_detectron2.utils.reference import reference_rank_sort
@@ -247,3 +250,73 @@ def test_large_pool_values_are_finite_and_bounded():
     assert 0.0 <= loss_rank.item() <= 1.0 and loss_sort.item() >= 0.0
     assert math.isfinite(grad.abs().max().item())
     check_invariants(s, y, loss_rank, grad)
+
+
+# ----------------------------------------------------------------------------------------------
+# 4. memory: the tensors alive at any one time stay within twice the input
+
+
+class _LiveTensorBytes(TorchDispatchMode):
+    """Counts the bytes of the tensors created inside the mode that are alive, and their peak.
+
+    Every op's outputs are seen here; a storage counts from its first tensor until its last
+    Python tensor object is freed (views share their base's storage, the inputs' storages are not
+    counted). Buffers that ATen allocates and frees within one op are not seen.
+    """
+
+    def __init__(self, *inputs):
+        super().__init__()
+        self.ignored = {t.untyped_storage().data_ptr() for t in inputs}
+        self.refs = {}  # storage address -> number of live tensor objects
+        self.nbytes = {}
+        self.tracked = set()
+        self.live = 0
+        self.peak = 0
+
+    def _release(self, tensor_id, key):
+        self.tracked.discard(tensor_id)
+        self.refs[key] -= 1
+        if self.refs[key] == 0:
+            del self.refs[key]
+            self.live -= self.nbytes.pop(key)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if not isinstance(t, torch.Tensor) or id(t) in self.tracked:
+                continue
+            storage = t.untyped_storage()
+            key = storage.data_ptr()
+            if key == 0 or key in self.ignored:
+                continue
+            self.tracked.add(id(t))
+            if key not in self.refs:
+                self.refs[key] = 0
+                self.nbytes[key] = storage.nbytes()
+                self.live += storage.nbytes()
+            self.refs[key] += 1
+            weakref.finalize(t, self._release, id(t), key)
+        self.peak = max(self.peak, self.live)
+        return out
+
+
+@pytest.mark.parametrize(
+    "num, num_pos, trained",
+    [(100_000, 10_000, True), (100_000, 10_000, False), (1_000_000, 1000, False)],
+    ids=["tree-compacted", "tree-flat", "dense-flat"],
+)
+def test_peak_memory_within_twice_the_input(num, num_pos, trained):
+    """float32 inputs with one positive in ten (the tree pass and the compacted walk, or the flat
+    walk) and the benchmark's dense-pass row (whose row blocks have a fixed size): the peak of the
+    live tensors of one call, the returned gradient included, stays within 2x the bytes of logits
+    + targets (README.md, "The loss at scale")."""
+    s, y = make_case(60, num, num_pos, targets="quant", num_ign=num // 50, trained=trained)
+    s, y = s.float(), y.float()
+    counter = _LiveTensorBytes(s, y)
+    with counter:
+        result = rank_sort_exact(s, y, 0.5)
+    input_bytes = s.numel() * s.element_size() + y.numel() * y.element_size()
+    assert counter.live > 0  # the counter saw the returned gradient
+    assert counter.peak <= 2 * input_bytes, counter.peak / input_bytes
+    expected = rank_sort_exact(s, y, 0.5)  # the counting mode does not change the result
+    assert torch.equal(result[2], expected[2])

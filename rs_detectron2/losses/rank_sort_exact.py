@@ -196,7 +196,7 @@ def _window_edges(p: torch.Tensor, delta: float):
 
 
 def _negatives_nfp(s, y, counts: _Counts, pos: _Positives, walk: _Walk, delta: float):
-    """NFP_i (P,) float64 of every positive, and the gap of every walked entry (int32).
+    """NFP_i (P,) float64 of every positive, and the gap of every walked entry (int16 or int32).
 
     Each relevant negative is located once among the positives' window edges; per gap, its count
     and the sum of (s_j + delta) are accumulated, then spread to the positives with suffix sums
@@ -206,7 +206,10 @@ def _negatives_nfp(s, y, counts: _Counts, pos: _Positives, walk: _Walk, delta: f
     num_pos = p.numel()
     edges, lo, hi = _window_edges(p, delta)
     num_gaps = edges.numel() + 1
-    gap_of = torch.empty(walk.total, dtype=torch.int32, device=s.device)
+    # The gap of every walked entry, kept for the gradient pass: int16 where it fits (the flat walk
+    # stores one per input entry).
+    gap_dtype = torch.int16 if num_gaps <= torch.iinfo(torch.int16).max else torch.int32
+    gap_of = torch.empty(walk.total, dtype=gap_dtype, device=s.device)
     # Counts are integers, kept exact (and small) in an integer dtype.
     count_dtype = torch.int32 if walk.total < 2**31 else torch.int64
     gap_cnt = torch.zeros(num_gaps, dtype=count_dtype, device=s.device)
@@ -676,20 +679,35 @@ def _negative_coefficients(w, p, lo, hi, delta: float):
     """Per gap ``t`` between the window edges (:func:`_window_edges`): ``alpha[t] + beta[t] * s_j``
     is the gradient of a relevant negative ``j`` in gap ``t`` (``s_j`` centred like ``p``), where
     |P| g_j = sum_i w_i H(s_j - s_i) with w_i = l_R(i) / NFP_i = 1 / rank(i) (where NFP_i > eps).
-    From prefix sums of w and w * s over the sorted positives; ``beta`` is None when delta = 0.
+
+    With prefix sums W of w and WS of w * s over the sorted positives, the positives [0, lo) give
+    W[lo] and the window [lo, hi) gives ((s_j + delta) (W[hi] - W[lo]) - (WS[hi] - WS[lo])) / 2
+    delta, so alpha = A[lo] + B[hi] with A = W / 2 + WS / (2 delta), B = W / 2 - WS / (2 delta).
+    Gaps are taken in chunks, so no temporary of the gaps' size is made. ``beta`` is None when
+    delta = 0.
     """
     num_pos = p.numel()
-    w_cum = _exclusive_cumsum(w)
-    alpha = w_cum.index_select(0, lo)
-    beta = None
-    if delta > 0:
-        beta = w_cum.index_select(0, hi).sub_(alpha)  # sum of w over the window
-        ws_cum = _exclusive_cumsum(w * p)
-        ws_win = ws_cum.index_select(0, hi).sub_(ws_cum.index_select(0, lo))
-        del ws_cum
-        alpha += ws_win.neg_().add_(beta, alpha=delta).mul_(0.5 / delta)
-        del ws_win
-        beta *= 0.5 / (delta * num_pos)
+    num_gaps = lo.numel()
+    W = _exclusive_cumsum(w)
+    if delta == 0:
+        return W.index_select(0, lo).div_(num_pos), None
+    alpha = torch.empty(num_gaps, dtype=torch.float64, device=p.device)
+    beta = torch.empty_like(alpha)
+    block = max(_NEG_BLOCK, -(-num_gaps // 8))
+    for start in range(0, num_gaps, block):
+        gaps = slice(start, start + block)
+        torch.index_select(W, 0, hi[gaps], out=beta[gaps])
+        beta[gaps] -= W.index_select(0, lo[gaps])
+    beta *= 0.5 / (delta * num_pos)
+    WS = _exclusive_cumsum(w * p).mul_(0.5 / delta)
+    W *= 0.5
+    A = W + WS
+    B = W.sub_(WS)
+    del WS
+    for start in range(0, num_gaps, block):
+        gaps = slice(start, start + block)
+        torch.index_select(A, 0, lo[gaps], out=alpha[gaps])
+        alpha[gaps] += B.index_select(0, hi[gaps])
     return alpha.div_(num_pos), beta
 
 
@@ -697,7 +715,7 @@ def _write_negative_grads(grad, s, y, counts, centre, walk, gap_of, alpha, beta)
     """Writes every walked entry's gradient into ``grad``: ``alpha + beta * s_j`` of its gap for
     a relevant negative, 0 for any other entry (positives are written afterwards)."""
     for idx, where in walk.chunks():
-        gap = gap_of[where]
+        gap = gap_of[where].to(torch.int32)
         s_chunk = s[idx]
         is_rel = y[idx] == 0
         if walk.flat:
