@@ -42,6 +42,8 @@ Scale table and target rows (``--tables scale,targets``)
     P x P positive-positive pass (``rank_sort_exact(pairs="dense")``, not run above P = 20000) and
     with the automatic choice (``pairs="auto"``: the quality tree above the crossover). The dense
     and the new pass are checked against each other first (gradients to 1e-4 of the largest).
+    The last column is the new loss's peak extra memory as a multiple of the input's bytes,
+    measured as in the main table (a fresh process per case on CPU).
     ``--crossover`` times the two positive-positive passes alone for P = 64 ... 16384.
 
 Usage
@@ -566,6 +568,7 @@ class ScaleRow:
     tree_ms: float
     method: str  # the pass "auto" chose
     max_rel_diff: float  # tree vs dense (or vs the loop where dense was not run), gradient
+    peak_x_input: float  # peak extra memory of rank_sort_loss / bytes of logits + targets
 
 
 def _median_ms(loss_fn, logits, targets, device, budget_s: float = 20.0) -> float:
@@ -593,10 +596,23 @@ def run_scale_case(case: Case, device) -> ScaleRow:
     loop_s = time_loop(case, logits, targets, device)
     crossover = exact_module._TREE_MIN_POS.get(device.type, exact_module._TREE_MIN_POS["cuda"])
     method = "tree" if case.num_pos >= crossover else "dense"
+    peak, _ = peak_extra_bytes(case, logits, targets, device)
+    input_bytes = logits.numel() * logits.element_size() + targets.numel() * targets.element_size()
     row = ScaleRow(
-        case, num_rel, None if loop_s is None else 1e3 * loop_s, dense_ms, tree_ms, method, diff
+        case,
+        num_rel,
+        None if loop_s is None else 1e3 * loop_s,
+        dense_ms,
+        tree_ms,
+        method,
+        diff,
+        peak / input_bytes,
     )
-    print(f"  loop {_ms(row.loop_ms)} dense {_ms(dense_ms)} new {tree_ms:.1f} ms", flush=True)
+    print(
+        f"  loop {_ms(row.loop_ms)} dense {_ms(dense_ms)} new {tree_ms:.1f} ms, "
+        f"peak {row.peak_x_input:.2f}x input",
+        flush=True,
+    )
     return row
 
 
@@ -621,6 +637,7 @@ SCALE_HEADER = [
     "pass used",
     "loop / new",
     "dense / new",
+    "peak x input",
 ]
 
 
@@ -643,6 +660,7 @@ def _scale_cells(row: ScaleRow) -> List[str]:
         row.method,
         _ratio(row.loop_ms, row.tree_ms),
         _ratio(row.dense_ms, row.tree_ms),
+        f"{row.peak_x_input:.2f}",
     ]
 
 
