@@ -12,7 +12,12 @@ import pytest
 import torch
 
 from rs_detectron2.losses import RankSortLoss, giou_loss, rank_sort_loss, weighted_mean
-from rs_detectron2.utils.testing import reference_primary_terms, reference_rank_sort, step
+from rs_detectron2.utils.testing import (
+    draw_qualities,
+    reference_primary_terms,
+    reference_rank_sort,
+    step,
+)
 
 F64 = torch.float64
 DELTAS = (0.5, 0.0, 1.0, 0.1, 2.0)
@@ -58,14 +63,7 @@ def make_case(
     perm = torch.randperm(n, generator=g)
     pos, ign = perm[:num_pos], perm[num_pos : num_pos + num_ign]
     y = torch.zeros(n, dtype=F64)
-    if targets == "cont":
-        y[pos] = 1 - torch.rand(num_pos, generator=g, dtype=F64)
-    elif targets == "quant":
-        y[pos] = torch.randint(1, 5, (num_pos,), generator=g).to(F64) / 4
-    elif targets == "ones":
-        y[pos] = 1.0
-    else:
-        raise AssertionError(targets)
+    y[pos] = draw_qualities(targets, num_pos, g)
     y[ign] = torch.tensor(ignore_values, dtype=F64)[torch.arange(ign.numel()) % len(ignore_values)]
     shape = shape or (n,)
     return s.view(shape), y.view(shape)

@@ -19,6 +19,7 @@ from torch.utils._pytree import tree_flatten
 
 from rs_detectron2.losses.rank_sort_exact import rank_sort_exact
 from rs_detectron2.utils.reference import reference_rank_sort
+from rs_detectron2.utils.testing import draw_qualities
 
 F64 = torch.float64
 # The module itself (its name is also that of its function): its constants are patched below.
@@ -49,14 +50,7 @@ def make_case(seed, n, num_pos, *, logits="normal", targets="cont", num_ign=0, t
         s = s - 2.25  # negatives on [-3.75, -0.75], positives on [-0.5, 2.5]: ties across
         s[pos] += 2.75
     y = torch.zeros(n, dtype=F64)
-    if targets == "cont":
-        y[pos] = 1 - torch.rand(num_pos, generator=g, dtype=F64)
-    elif targets == "quant":
-        y[pos] = torch.randint(1, 5, (num_pos,), generator=g).to(F64) / 4
-    elif targets == "ones":
-        y[pos] = 1.0
-    else:
-        raise AssertionError(targets)
+    y[pos] = draw_qualities(targets, num_pos, g)
     y[ign] = -1.0
     return s, y
 

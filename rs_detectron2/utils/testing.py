@@ -31,6 +31,7 @@ __all__ = [
     "assert_zero_losses_still_in_graph",
     "batch",
     "build_tiny",
+    "draw_qualities",
     "ddp_pool_worker",
     "evaluate_ground_truth",
     "global_pool_loss_worker",
@@ -41,6 +42,22 @@ __all__ = [
     "step",
     "train_step",
 ]
+
+# ----------------------------------------------------------------------------------------------
+# Random loss inputs
+
+
+def draw_qualities(kind: str, num: int, generator: torch.Generator) -> torch.Tensor:
+    """(num,) float64 positive targets of a random test case: ``"cont"`` uniform in (0, 1],
+    ``"quant"`` multiples of 0.25 (many ties), ``"ones"`` all 1.0 (no sorting error)."""
+    if kind == "cont":
+        return 1 - torch.rand(num, generator=generator, dtype=torch.float64)
+    if kind == "quant":
+        return torch.randint(1, 5, (num,), generator=generator).to(torch.float64) / 4
+    if kind == "ones":
+        return torch.ones(num, dtype=torch.float64)
+    raise ValueError(f"unknown kind of targets {kind!r}")
+
 
 # ----------------------------------------------------------------------------------------------
 # Tiny model inputs
