@@ -1,0 +1,12 @@
+# RS-YOLACT, tiny (ResNet-18 BN, 64-channel FPN P3-P7, 160 x 160 input) on the generated shapes
+# dataset, CPU.
+from rs_detectron2.model_zoo.tiny_yolact import tiny_yolact, tiny_yolact_data
+
+from ..common.data.shapes import NUM_CLASSES, dataloader
+from ..common.models.rs_yolact_fpn import model
+from ..common.tiny import lr_multiplier, optimizer, train
+
+model = tiny_yolact(model, num_classes=NUM_CLASSES)
+dataloader = tiny_yolact_data(dataloader)
+optimizer.lr = 0.006  # the authors' RS-YOLACT LR
+train.output_dir = "./output/rs_yolact_tiny"
