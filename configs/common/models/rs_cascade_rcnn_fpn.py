@@ -1,6 +1,7 @@
 # RS-Cascade R-CNN R-50-FPN (boxes only): RS-RPN as in RS-Mask R-CNN, three RS stages (class-
 # agnostic, box coder weights (10, 10, 5, 5) each, stage losses summed with weight 1, no 1/3
 # gradient scaling), stage logits averaged at test time; RPN anchors must lie inside the image.
+# Every stage trains on the exact ground-truth boxes added to its proposals (cascade_rcnn_fpn.py).
 from detectron2.config import LazyCall as L
 from detectron2.modeling.box_regression import Box2BoxTransform
 
@@ -15,6 +16,7 @@ model.proposal_generator.update(
     ranking_loss=L(RankSortLoss)(delta=0.5),
     loss_weight=0.2,
     anchor_boundary_thresh=0,
+    ignore_padding_anchors=True,
 )
 model.proposal_generator.box2box_transform.weights = (10.0, 10.0, 5.0, 5.0)
 model.roi_heads.update(_target_=RSCascadeROIHeads, batch_size_per_image=NO_SAMPLING)

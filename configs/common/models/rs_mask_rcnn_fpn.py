@@ -3,7 +3,9 @@
 # weights (10, 10, 5, 5). RS R-CNN: a sigmoid K-way classifier ranked over every proposal x class
 # (no RoI sampling), class-specific score-weighted GIoU, test score threshold 0.40, NMS 0.5. Mask
 # head: score-weighted Dice on at most 200 RoIs per batch. Every box and mask loss is balanced to
-# its head's rank + sort by the RankSortLoss each head takes.
+# its head's rank + sort by the RankSortLoss each head takes. As the authors' code: anchors on the
+# batch padding are ignored, and the matchers of mask_rcnn_fpn.py (RPN low-quality matches at
+# IoU >= 0.3; the R-CNN head's low-quality matches of mmdetection's Mask R-CNN).
 from detectron2.config import LazyCall as L
 
 from rs_detectron2.losses import RankSortLoss
@@ -19,7 +21,10 @@ from .mask_rcnn_fpn import model
 NO_SAMPLING = 1_000_000_000  # a per-image RoI "sample size" larger than any proposal count
 
 model.proposal_generator.update(
-    _target_=RSRPN, ranking_loss=L(RankSortLoss)(delta=0.5), loss_weight=0.2
+    _target_=RSRPN,
+    ranking_loss=L(RankSortLoss)(delta=0.5),
+    loss_weight=0.2,
+    ignore_padding_anchors=True,
 )
 model.proposal_generator.box2box_transform.weights = (10.0, 10.0, 5.0, 5.0)
 model.roi_heads.update(

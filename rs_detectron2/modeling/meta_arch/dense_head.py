@@ -16,19 +16,30 @@ class ScaledRetinaNetHead(RetinaNetHead):
     """:class:`RetinaNetHead` (two conv towers, here with GN) whose box output on each level is
     multiplied by a learnable scalar initialised to 1 (mmcv ``Scale``), as the ATSS and PAA heads
     of mmdet. RS-ATSS / RS-PAA use it without a centerness or IoU branch: its outputs are only
-    the class logits and the box deltas, exactly like :class:`RetinaNetHead`.
+    the class logits and the box deltas, exactly like :class:`RetinaNetHead`. Its tower convs
+    have no bias when they are normalised, as mmcv's ``ConvModule`` builds them (Detectron2's
+    :class:`RetinaNetHead` keeps a bias that the norm cancels but weight decay still acts on).
     """
 
     @configurable
-    def __init__(self, *, input_shape: List[ShapeSpec], norm="GN", **kwargs):
+    def __init__(
+        self, *, input_shape: List[ShapeSpec], norm="GN", tower_conv_bias: bool = False, **kwargs
+    ):
         """
         Args:
             input_shape: one ShapeSpec per level (the number of scales is its length).
             norm: normalisation of the tower convs (GN(32) in ATSS / PAA).
+            tower_conv_bias: keep the bias of the normalised tower convs (Detectron2); without
+                a norm they always keep it.
             kwargs: the other arguments of :class:`RetinaNetHead` (``num_classes``,
                 ``num_anchors``, ``conv_dims``, ``prior_prob``).
         """
         super().__init__(input_shape=input_shape, norm=norm, **kwargs)
+        if norm and not tower_conv_bias:
+            for tower in (self.cls_subnet, self.bbox_subnet):
+                for layer in tower:
+                    if isinstance(layer, nn.Conv2d):
+                        layer.bias = None
         self.scales = nn.Parameter(torch.ones(len(input_shape)))
 
     def forward(self, features: List[Tensor]):

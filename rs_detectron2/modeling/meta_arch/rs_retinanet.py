@@ -12,6 +12,7 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 
 from ...losses import RankingLoss, RankSortLoss
+from ..anchor_validity import valid_anchor_mask
 from ..events import put_ranking_loss_scalars
 from ..quality import regression_quality
 from .score_voting import score_voting
@@ -31,8 +32,14 @@ class RSRetinaNet(RetinaNet):
     max-class sigmoid score and by the ranking loss (RS: rescaled to rank + sort). Losses with RS:
     ``loss_dense_rank``, ``loss_dense_sort``, ``loss_dense_box``.
 
-    Inference: RetinaNet's (sigmoid scores, per-level top-k over score threshold, per-class NMS,
-    no centerness / IoU factor), plus PAA's score voting when ``score_voting`` is on.
+    Inference: sigmoid scores (no centerness / IoU factor), per-level candidates, per-class NMS,
+    plus PAA's score voting when ``score_voting`` is on. The candidates of a level are, with
+    ``candidate_selection="anchor"`` (mmdetection, the authors' code), the top
+    ``test_topk_candidates`` anchors by their highest class score, then every (anchor, class) of
+    those above ``test_score_thresh``; with ``"pair"`` (Detectron2's RetinaNet), the top
+    ``test_topk_candidates`` (anchor, class) pairs above the threshold. With
+    ``clip_boxes_before_nms`` the decoded boxes are clipped to the image before NMS and score
+    voting (mmdetection); Detectron2 clips only the final detections.
     """
 
     @configurable
@@ -43,6 +50,9 @@ class RSRetinaNet(RetinaNet):
         ranking_loss: Optional[RankingLoss] = None,
         score_voting: bool = False,
         score_voting_sigma: float = 0.025,
+        candidate_selection: str = "anchor",
+        clip_boxes_before_nms: bool = True,
+        ignore_padding_anchors: bool = True,
         **kwargs,
     ):
         """
@@ -54,6 +64,13 @@ class RSRetinaNet(RetinaNet):
                 (default: :class:`RankSortLoss` with the paper's delta 0.5).
             score_voting: PAA's score voting at test time (RS-PAA).
             score_voting_sigma: its IoU weighting width (0.025).
+            candidate_selection: "anchor" (the authors') or "pair" (Detectron2), see above.
+            clip_boxes_before_nms: clip candidate boxes to the image before NMS and score voting
+                (the authors'); False: Detectron2's RetinaNet.
+            ignore_padding_anchors: the anchors on an image's batch padding are left out of
+                assignment and ignored by the loss (the authors' code,
+                :func:`~rs_detectron2.modeling.anchor_validity.valid_anchor_mask`); False: they
+                are assigned like the others (Detectron2), mostly as negatives.
             kwargs: the other arguments of :class:`RetinaNet`; its focal-loss and smooth-L1
                 options do not apply.
         """
@@ -62,6 +79,13 @@ class RSRetinaNet(RetinaNet):
         self.ranking_loss = RankSortLoss() if ranking_loss is None else ranking_loss
         self.score_voting = bool(score_voting)
         self.score_voting_sigma = float(score_voting_sigma)
+        if candidate_selection not in ("anchor", "pair"):
+            raise ValueError(
+                f"candidate_selection must be 'anchor' or 'pair': {candidate_selection}"
+            )
+        self.candidate_selection = candidate_selection
+        self.clip_boxes_before_nms = bool(clip_boxes_before_nms)
+        self.ignore_padding_anchors = bool(ignore_padding_anchors)
 
     def forward_training(self, images, features, predictions, gt_instances):
         pred_logits, pred_anchor_deltas = self._transpose_dense_predictions(
@@ -69,7 +93,7 @@ class RSRetinaNet(RetinaNet):
         )
         anchors = self.anchor_generator(features)
         gt_labels, gt_boxes = self.label_anchors(
-            anchors, gt_instances, pred_logits, pred_anchor_deltas
+            anchors, gt_instances, pred_logits, pred_anchor_deltas, images.image_sizes
         )
         return self.losses(anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes)
 
@@ -80,8 +104,10 @@ class RSRetinaNet(RetinaNet):
         gt_instances: List[Instances],
         pred_logits: Optional[List[Tensor]] = None,
         pred_anchor_deltas: Optional[List[Tensor]] = None,
+        image_sizes: Optional[List[Tuple[int, int]]] = None,
     ) -> Tuple[List[Tensor], List[Tensor]]:
-        """Run the assigner on every image; the outputs have the format of
+        """Run the assigner on every image (on its valid anchors only, with
+        ``ignore_padding_anchors``; the others are ignored); the outputs have the format of
         :meth:`RetinaNet.label_anchors`.
 
         Args:
@@ -89,34 +115,57 @@ class RSRetinaNet(RetinaNet):
             gt_instances: per-image ground truth.
             pred_logits, pred_anchor_deltas: per-level (N, R_l, K) / (N, R_l, 4) predictions;
                 needed only by assigners with ``uses_predictions`` (PAA).
+            image_sizes: per-image (h, w) without batch padding (default: the ground truth's
+                ``image_size``).
         Returns:
             gt_labels: per image (R,) int64 in {-1 (ignored), 0..K-1 (class), K (background)}.
             matched_gt_boxes: per image (R, 4), the matched GT box (zeros where not positive).
         """
         num_anchors_per_level = [len(a) for a in anchors]
-        anchors = Boxes.cat(anchors)
+        level_of_anchor = torch.repeat_interleave(
+            torch.arange(len(anchors), device=anchors[0].device),
+            torch.tensor(num_anchors_per_level, device=anchors[0].device),
+        )
+        all_anchors = Boxes.cat(anchors)
         use_preds = getattr(self.assigner, "uses_predictions", False)
         if use_preds:
             logits_all = cat(pred_logits, dim=1)
             deltas_all = cat(pred_anchor_deltas, dim=1)
+        if image_sizes is None:
+            image_sizes = [x.image_size for x in gt_instances]
+        gen = self.anchor_generator
 
         gt_labels, matched_gt_boxes = [], []
         for i, gt_per_image in enumerate(gt_instances):
+            if self.ignore_padding_anchors:
+                valid = valid_anchor_mask(anchors, gen.strides, gen.offset, image_sizes[i])
+                anchors_i = all_anchors[valid]
+                counts = torch.bincount(level_of_anchor[valid], minlength=len(anchors)).tolist()
+            else:
+                valid, anchors_i, counts = None, all_anchors, num_anchors_per_level
             extra = {}
             if use_preds:
-                extra["pred_logits"] = logits_all[i].detach().float()
+                logits_i, deltas_i = logits_all[i], deltas_all[i]
+                if valid is not None:
+                    logits_i, deltas_i = logits_i[valid], deltas_i[valid]
+                extra["pred_logits"] = logits_i.detach().float()
                 extra["pred_boxes"] = self.box2box_transform.apply_deltas(
-                    deltas_all[i].detach().float(), anchors.tensor
+                    deltas_i.detach().float(), anchors_i.tensor
                 )
-            matched_idxs, anchor_labels = self.assigner(
-                anchors, num_anchors_per_level, gt_per_image, **extra
-            )
+            matched_idxs, anchor_labels = self.assigner(anchors_i, counts, gt_per_image, **extra)
+            if valid is not None:  # back to all anchors, the invalid ones ignored
+                matched_idxs = matched_idxs.new_zeros(len(all_anchors)).masked_scatter(
+                    valid, matched_idxs
+                )
+                anchor_labels = anchor_labels.new_full((len(all_anchors),), -1).masked_scatter(
+                    valid, anchor_labels
+                )
             if len(gt_per_image) > 0:
                 classes = gt_per_image.gt_classes[matched_idxs]
                 boxes = gt_per_image.gt_boxes.tensor[matched_idxs]
             else:
                 classes = torch.zeros_like(matched_idxs)
-                boxes = torch.zeros_like(anchors.tensor)
+                boxes = torch.zeros_like(all_anchors.tensor)
             classes = torch.where(anchor_labels == 1, classes, self.num_classes)
             classes = torch.where(anchor_labels == -1, -1, classes)
             boxes = torch.where((anchor_labels == 1)[:, None], boxes, torch.zeros_like(boxes))
@@ -171,6 +220,54 @@ class RSRetinaNet(RetinaNet):
         )
         put_ranking_loss_scalars(self.ranking_loss, "dense")
         return losses
+
+    def _decode_per_level_predictions(
+        self,
+        anchors: Boxes,
+        pred_scores: Tensor,
+        pred_deltas: Tensor,
+        score_thresh: float,
+        topk_candidates: int,
+        image_size: Tuple[int, int],
+    ) -> Instances:
+        """One level's NMS candidates (see the class docstring for ``candidate_selection`` and
+        ``clip_boxes_before_nms``).
+
+        Args:
+            anchors: the level's R anchors; pred_scores: (R, K) sigmoid scores; pred_deltas:
+                (R, 4) box deltas.
+            score_thresh, topk_candidates: the test score threshold and the per-level top-k.
+            image_size: (h, w) of the image (clipping).
+        Returns:
+            Instances with ``pred_boxes``, ``scores`` and ``pred_classes``.
+        """
+        if self.candidate_selection == "pair":
+            pred = super()._decode_per_level_predictions(
+                anchors, pred_scores, pred_deltas, score_thresh, topk_candidates, image_size
+            )
+        else:
+            anchor_boxes = anchors.tensor
+            if len(pred_scores) > topk_candidates:
+                top = pred_scores.amax(dim=1).topk(topk_candidates).indices
+                anchor_boxes, pred_scores, pred_deltas = (
+                    anchor_boxes[top],
+                    pred_scores[top],
+                    pred_deltas[top],
+                )
+            anchor_idxs, class_idxs = torch.nonzero(pred_scores > score_thresh, as_tuple=True)
+            pred = Instances(
+                image_size,
+                pred_boxes=Boxes(
+                    self.box2box_transform.apply_deltas(
+                        pred_deltas[anchor_idxs], anchor_boxes[anchor_idxs]
+                    )
+                ),
+                scores=pred_scores[anchor_idxs, class_idxs],
+                pred_classes=class_idxs,
+            )
+        if self.clip_boxes_before_nms:
+            pred.pred_boxes.clip(image_size)
+        return pred
 
     def inference_single_image(
         self,

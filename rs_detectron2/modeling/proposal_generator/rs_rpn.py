@@ -1,16 +1,17 @@
 """RS-RPN: Detectron2's RPN trained with Rank & Sort loss on objectness (Oksuz et al. 2021)."""
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
 from detectron2.config import configurable
 from detectron2.layers import cat
 from detectron2.modeling.proposal_generator import RPN
-from detectron2.structures import Boxes
+from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 
 from ...losses import RankingLoss, RankSortLoss
+from ..anchor_validity import valid_anchor_mask
 from ..events import put_ranking_loss_scalars
 from ..quality import regression_quality
 
@@ -21,8 +22,10 @@ class RSRPN(RPN):
     """RPN whose objectness is trained with a ranking loss over every non-ignored anchor of every
     image in the batch (no sampling), with quality = IoU of the regressed anchor with its ground
     truth, and whose box loss is weighted by that ranking loss (RS: score-weighted GIoU balanced to
-    rank + sort). Every loss is multiplied by ``loss_weight`` (0.2 in the paper). Proposal
-    generation is unchanged.
+    rank + sort). Every loss is multiplied by ``loss_weight`` (0.2 in the paper). With
+    ``ignore_padding_anchors`` (the authors' code), the anchors on an image's batch padding are
+    left out of matching and ignored (:func:`~rs_detectron2.modeling.anchor_validity.
+    valid_anchor_mask`). Proposal generation is unchanged.
 
     Losses with RS: ``loss_rpn_rank``, ``loss_rpn_sort``, ``loss_rpn_box``.
     """
@@ -33,6 +36,7 @@ class RSRPN(RPN):
         *,
         ranking_loss: Optional[RankingLoss] = None,
         loss_weight: float = 0.2,
+        ignore_padding_anchors: bool = True,
         **kwargs,
     ):
         """
@@ -40,16 +44,51 @@ class RSRPN(RPN):
             ranking_loss: the ranking loss of objectness and the weighting of the box loss
                 (default: :class:`RankSortLoss` with the paper's delta 0.5).
             loss_weight: multiplier of every RPN loss (the paper's RPN head weight, 0.2).
+            ignore_padding_anchors: anchors on the batch padding are ignored, not matched
+                (the authors' code); False: Detectron2 labels them.
             kwargs: the arguments of :class:`detectron2.modeling.proposal_generator.RPN`;
                 ``batch_size_per_image`` and ``positive_fraction`` are unused (no sampling).
         """
         super().__init__(**kwargs)
         self.ranking_loss = RankSortLoss() if ranking_loss is None else ranking_loss
         self.loss_weight = float(loss_weight)
+        self.ignore_padding_anchors = bool(ignore_padding_anchors)
 
     def _subsample_labels(self, label):
         """RS ranks every anchor: nothing is sampled away."""
         return label
+
+    @torch.jit.unused
+    @torch.no_grad()
+    def label_and_sample_anchors(
+        self, anchors: List[Boxes], gt_instances: List[Instances]
+    ) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        """:meth:`RPN.label_and_sample_anchors` on each image's valid anchors only (when
+        ``ignore_padding_anchors``); the others get label -1 and a zero box.
+
+        Args:
+            anchors: per-level Boxes, R anchors in total; gt_instances: per-image ground truth
+                (its ``image_size`` is the image's size without batch padding).
+        Returns:
+            per image, (R,) labels in {-1, 0, 1} and (R, 4) matched ground-truth boxes.
+        """
+        if not self.ignore_padding_anchors:
+            return super().label_and_sample_anchors(anchors, gt_instances)
+        all_anchors = Boxes.cat(anchors)
+        gen = self.anchor_generator
+        gt_labels, matched_gt_boxes = [], []
+        for instances in gt_instances:
+            valid = valid_anchor_mask(anchors, gen.strides, gen.offset, instances.image_size)
+            (labels_valid,), (boxes_valid,) = super().label_and_sample_anchors(
+                [all_anchors[valid]], [instances]
+            )
+            labels = labels_valid.new_full((len(all_anchors),), -1)
+            labels[valid] = labels_valid
+            boxes = boxes_valid.new_zeros((len(all_anchors), 4))
+            boxes[valid] = boxes_valid
+            gt_labels.append(labels)
+            matched_gt_boxes.append(boxes)
+        return gt_labels, matched_gt_boxes
 
     def losses(
         self,

@@ -5,11 +5,12 @@ from typing import List
 import torch
 
 from detectron2.config import configurable
-from detectron2.modeling.roi_heads import CascadeROIHeads, StandardROIHeads
+from detectron2.modeling.roi_heads import StandardROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
 from detectron2.modeling.roi_heads.roi_heads import select_foreground_proposals
 from detectron2.structures import Instances
 
+from .cascade import GTProposalCascadeROIHeads
 from .rs_mask_head import BOX_SCORE_FIELD
 
 __all__ = ["RSStandardROIHeads", "RSCascadeROIHeads", "cap_instances"]
@@ -89,9 +90,12 @@ class RSStandardROIHeads(StandardROIHeads):
         return super()._forward_mask(features, instances)
 
 
-class RSCascadeROIHeads(CascadeROIHeads):
+class RSCascadeROIHeads(GTProposalCascadeROIHeads):
     """CascadeROIHeads for RS-Cascade R-CNN (Oksuz et al. 2021, Sec. 5).
 
+    - In training, every stage gets the exact ground-truth boxes as proposals and not the refined
+      ones (``add_gt_as_proposals="every_stage"``, the authors' code; ``"first"``: Detectron2),
+      see :class:`GTProposalCascadeROIHeads`.
     - The stages' box features are not gradient-scaled by 1 / num_stages (Detectron2 does this;
       the authors' mmdet code does not), and stage losses are summed with weight 1.
     - At test time the stages' classification *logits* are averaged before the sigmoid (Detectron2
