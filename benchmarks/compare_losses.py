@@ -1,0 +1,361 @@
+#!/usr/bin/env python
+"""RS loss against the stock losses: tiny model pairs trained alike, evaluated on held-out data.
+
+    python benchmarks/compare_losses.py                       # every pair, 3 seeds, 300 iterations
+    python benchmarks/compare_losses.py --pairs mask_rcnn --seeds 1 --iters 300 --markdown
+    python benchmarks/compare_losses.py --resume              # continue a partial run
+
+What is compared
+    Each pair is two tiny configs of configs/quick_schedules/ (ResNet-18 with BN, 64-channel FPN,
+    trained from scratch) that differ only in the loss: the stock Detectron2 model and its RS (or
+    AP / aLRP) counterpart, with the same data, schedule, learning rate, iterations and seeds. The
+    dense detectors are the exception: Detectron2 has no stock ATSS / PAA, so RS-ATSS / RS-PAA and
+    the AP / aLRP ATSS models are compared with the stock RetinaNet and differ in assigner and head
+    too (the "note" of those pairs). SOLOv2 and YOLACT pairs are included when their configs exist.
+
+How
+    Every run trains through train_net.py (the CLI users run) on the generated shapes training
+    split, on CPU, with ``train.seed`` = the seed; its final evaluation on the held-out split
+    ``rs_shapes_val`` gives COCO AP (box, and mask for mask models). The trained model is then
+    evaluated once more on the same split with ``OLRPEvaluator`` for oLRP (the RS paper's second
+    metric, lower is better). A baseline shared by several pairs (RetinaNet) is trained once per
+    seed. The table shows the mean and the sample standard deviation over seeds, and the wall time
+    per run (training with its AP evaluation, plus the oLRP evaluation).
+
+What it shows and does not
+    Whether the RS heads learn at least as well as the stock heads on a small synthetic dataset,
+    from scratch, on CPU, in a few hundred iterations, over a few seeds. It does not reproduce the
+    paper's COCO numbers (pretrained R-50, 90k iterations of 16 images) and says nothing about how
+    large the gain is there; a few seeds of a 40-image validation set leave an error of a few AP.
+
+Output
+    Every finished run is appended to ``--results`` (JSON, default output/compare_losses/
+    results.json) as soon as it ends, so a partial run still makes a table; ``--resume`` keeps the
+    runs found there and trains only the missing ones. Training folders and logs:
+    ``--output``/<config>_s<seed>_i<iters>[.log].
+"""
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUICK = "quick_schedules"
+
+# name -> (baseline config, candidate config, note); configs relative to configs/quick_schedules/.
+PAIRS = {
+    "faster_rcnn": ("faster_rcnn_tiny", "rs_faster_rcnn_tiny", ""),
+    "mask_rcnn": ("mask_rcnn_tiny", "rs_mask_rcnn_tiny", ""),
+    "cascade_rcnn": ("cascade_rcnn_tiny", "rs_cascade_rcnn_tiny", ""),
+    "retinanet": ("retinanet_tiny", "rs_retinanet_tiny", ""),
+    "atss": ("retinanet_tiny", "rs_atss_tiny", "ATSS assigner and head vs RetinaNet's"),
+    "paa": ("retinanet_tiny", "rs_paa_tiny", "PAA assigner and ATSS head vs RetinaNet's"),
+    "ap_retinanet": ("retinanet_tiny", "ap_retinanet_tiny", ""),
+    "alrp_retinanet": ("retinanet_tiny", "alrp_retinanet_tiny", ""),
+    "ap_atss": ("retinanet_tiny", "ap_atss_tiny", "ATSS assigner and head vs RetinaNet's"),
+    "alrp_atss": ("retinanet_tiny", "alrp_atss_tiny", "ATSS assigner and head vs RetinaNet's"),
+    "alrp_faster_rcnn": ("faster_rcnn_tiny", "alrp_faster_rcnn_tiny", ""),
+    "solov2": ("solov2_tiny", "rs_solov2_tiny", ""),
+    "yolact": ("yolact_tiny", "rs_yolact_tiny", ""),
+}
+# Columns of the table: (result key, header); AP higher is better, oLRP lower is better.
+METRICS = [
+    ("bbox/AP", "box AP"),
+    ("segm/AP", "mask AP"),
+    ("bbox/oLRP", "box oLRP"),
+    ("segm/oLRP", "mask oLRP"),
+]
+KEYS = [key for key, _ in METRICS]
+
+
+def config_path(name):
+    """configs/-relative path of a quick_schedules config name."""
+    return f"{QUICK}/{name}.py"
+
+
+def available_pairs():
+    """The pairs whose two config files exist (SOLOv2 / YOLACT are added by name when present)."""
+    return {
+        name: pair
+        for name, pair in PAIRS.items()
+        if all(os.path.isfile(os.path.join(REPO, "configs", config_path(c))) for c in pair[:2])
+    }
+
+
+def run_key(config, seed, iters):
+    return (config, int(seed), int(iters))
+
+
+def load_results(path):
+    """The runs recorded in ``path`` (a list of dicts); [] when the file does not exist."""
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        return json.load(f)["runs"]
+
+
+def save_results(path, runs):
+    """Write ``{"runs": runs}`` to ``path`` through a temporary file (never half-written)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump({"runs": runs}, f, indent=1)
+    os.replace(tmp, path)
+
+
+def final_ap(output_dir):
+    """AP keys (``bbox/AP``, ``bbox/AP50``, ``segm/AP`` ...) of the last evaluation that
+    train_net.py wrote to metrics.json, percent."""
+    with open(os.path.join(output_dir, "metrics.json")) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    evaluations = [r for r in records if any(k.startswith(("bbox/AP", "segm/AP")) for k in r)]
+    if not evaluations:
+        raise RuntimeError(f"no evaluation in {output_dir}/metrics.json")
+    keep = ("AP", "AP50", "AP75")
+    return {
+        k: float(v)
+        for k, v in evaluations[-1].items()
+        if "/" in k and k.split("/")[1] in keep and k.split("/")[0] in ("bbox", "segm")
+    }
+
+
+def evaluate_olrp(config, output_dir, tasks):
+    """oLRP and its components (percent, lower is better) of the trained model in
+    ``output_dir/model_final.pth`` on the config's test split, for each of ``tasks``."""
+    import torch
+
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.config import LazyConfig, instantiate
+    from detectron2.evaluation import inference_on_dataset
+
+    from rs_detectron2.data import register_shapes
+    from rs_detectron2.evaluation import OLRPEvaluator
+
+    register_shapes()
+    cfg = LazyConfig.load(os.path.join(REPO, "configs", config))
+    cfg.train.device = "cpu"
+    model = instantiate(cfg.model).eval()
+    DetectionCheckpointer(model).load(os.path.join(output_dir, "model_final.pth"))
+    evaluator = OLRPEvaluator(
+        cfg.dataloader.test.dataset.names,
+        tasks=tasks,
+        output_dir=os.path.join(output_dir, "olrp"),
+        distributed=False,
+    )
+    with torch.no_grad():
+        results = inference_on_dataset(model, instantiate(cfg.dataloader.test), evaluator)
+    return {
+        f"{task}/{key}": float(results[task][key])
+        for task in tasks
+        for key in ("oLRP", "oLRP_Loc", "oLRP_FP", "oLRP_FN")
+    }
+
+
+def train_one(config, seed, iters, output_dir, log_path):
+    """Train ``config`` for ``iters`` iterations with ``seed`` through train_net.py on CPU (its
+    final evaluation gives AP); returns the exit status. Output goes to ``log_path``."""
+    if os.path.exists(output_dir):
+        shutil.rmtree(output_dir)  # a run of this script that did not finish
+    cmd = [
+        sys.executable,
+        os.path.join(REPO, "train_net.py"),
+        "--config-file",
+        os.path.join(REPO, "configs", config),
+        f"train.max_iter={iters}",
+        f"train.eval_period={iters}",
+        f"train.checkpointer.period={iters}",
+        f"train.log_period={max(1, min(20, iters // 10))}",
+        f"train.output_dir={output_dir}",
+        f"train.seed={seed}",
+        "train.device=cpu",
+    ]
+    with open(log_path, "w") as log:
+        log.write("+ " + " ".join(cmd) + "\n")
+        log.flush()
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        return subprocess.run(
+            cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+        ).returncode
+
+
+def run_one(config, seed, iters, output_root):
+    """Train and evaluate one config with one seed; returns the JSON record of the run."""
+    stem = os.path.splitext(os.path.basename(config))[0]
+    output_dir = os.path.join(output_root, f"{stem}_s{seed}_i{iters}")
+    log_path = f"{output_dir}.log"
+    os.makedirs(output_root, exist_ok=True)
+    record = {"config": config, "seed": seed, "iters": iters, "output_dir": output_dir}
+    start = time.time()
+    code = train_one(config, seed, iters, output_dir, log_path)
+    record["train_s"] = round(time.time() - start, 1)
+    if code != 0:
+        with open(log_path) as f:
+            tail = f.read()[-2000:]
+        record.update(status="failed", error=f"train_net.py exited with {code}: ...{tail}")
+        return record
+    metrics = final_ap(output_dir)
+    tasks = tuple(t for t in ("bbox", "segm") if f"{t}/AP" in metrics)
+    olrp_start = time.time()
+    metrics.update(evaluate_olrp(config, output_dir, tasks))
+    record["olrp_s"] = round(time.time() - olrp_start, 1)
+    record["wall_s"] = round(time.time() - start, 1)
+    record.update(status="ok", metrics=metrics)
+    record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return record
+
+
+def mean_spread(values):
+    """(mean, sample standard deviation or None for a single value) of a non-empty list."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def fmt(values, digits=1):
+    if not values:
+        return "-"
+    mean, spread = mean_spread(values)
+    return f"{mean:.{digits}f}" if spread is None else f"{mean:.{digits}f} ± {spread:.{digits}f}"
+
+
+def summarise(runs, pairs, seeds, iters):
+    """Table rows: per pair, the baseline, the candidate and their difference of means.
+
+    Each row is a dict with ``pair``, ``model`` (config name or "difference"), ``n`` (finished
+    runs), ``failed``, one value per METRICS key (list of per-seed values; for the difference
+    row, the difference of means or None) and ``wall_s`` (per-seed wall times)."""
+    done = {run_key(r["config"], r["seed"], r["iters"]): r for r in runs}
+    rows = []
+    for name in pairs:
+        base, cand, note = PAIRS[name]
+        pair_rows = []
+        for model in (base, cand):
+            found = [done.get(run_key(config_path(model), s, iters)) for s in seeds]
+            ok = [r for r in found if r and r["status"] == "ok"]
+            row = {
+                "pair": name,
+                "model": model,
+                "n": len(ok),
+                "failed": sum(1 for r in found if r and r["status"] != "ok"),
+                "wall_s": [r["wall_s"] for r in ok],
+            }
+            for key, _ in METRICS:
+                row[key] = [r["metrics"][key] for r in ok if key in r["metrics"]]
+            pair_rows.append(row)
+        diff = {"pair": name, "model": "difference", "n": None, "failed": 0, "wall_s": []}
+        for key, _ in METRICS:
+            a, b = pair_rows[0][key], pair_rows[1][key]
+            diff[key] = mean_spread(b)[0] - mean_spread(a)[0] if a and b else None
+        diff["note"] = note
+        rows += pair_rows + [diff]
+    return rows
+
+
+def format_table(rows, markdown=False):
+    """The rows of :func:`summarise` as a plain-text or markdown table (one string)."""
+    headers = ["pair", "model", "runs"] + [h for _, h in METRICS] + ["s / run"]
+    lines = []
+    for row in rows:
+        if row["model"] == "difference":
+            cells = ["", "difference (RS - stock)", ""]
+            for key, _ in METRICS:
+                cells.append("-" if row[key] is None else f"{row[key]:+.1f}")
+            cells.append(row["note"])
+        else:
+            runs = str(row["n"]) + (f" ({row['failed']} failed)" if row["failed"] else "")
+            cells = [row["pair"], row["model"], runs]
+            cells += [fmt(row[key]) for key, _ in METRICS] + [fmt(row["wall_s"], 0)]
+        lines.append(cells)
+    if markdown:
+        out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        out += ["| " + " | ".join(c.replace("|", "/") for c in cells) + " |" for cells in lines]
+        return "\n".join(out)
+    widths = [max(len(h), *(len(c[i]) for c in lines)) for i, h in enumerate(headers)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths))]
+    out.append("  ".join("-" * w for w in widths))
+    out += ["  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip() for cells in lines]
+    return "\n".join(out)
+
+
+def parse_args(argv=None):
+    pairs = available_pairs()
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--pairs",
+        nargs="+",
+        default=list(pairs),
+        choices=list(pairs),
+        metavar="PAIR",
+        help=f"pairs to train ({', '.join(pairs)})",
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=3, help="seeds 0..N-1 per model (N runs of each config)"
+    )
+    parser.add_argument("--iters", type=int, default=300, help="training iterations per run")
+    parser.add_argument(
+        "--output", default=os.path.join("output", "compare_losses"), help="training folders"
+    )
+    parser.add_argument(
+        "--results", default=None, help="results JSON (default: OUTPUT/results.json)"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the runs in the results file, train the rest"
+    )
+    parser.add_argument("--markdown", action="store_true", help="print the table as markdown")
+    args = parser.parse_args(argv)
+    args.output = os.path.abspath(args.output)
+    args.results = os.path.abspath(args.results or os.path.join(args.output, "results.json"))
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    seeds = list(range(args.seeds))
+    runs = load_results(args.results) if args.resume else []
+    if not args.resume and os.path.isfile(args.results):
+        print(f"starting a new results file at {args.results} (--resume keeps its runs)")
+    save_results(args.results, runs)
+    done = {run_key(r["config"], r["seed"], r["iters"]) for r in runs}
+    todo = []
+    for name in args.pairs:
+        for model in PAIRS[name][:2]:
+            for seed in seeds:
+                key = run_key(config_path(model), seed, args.iters)
+                if key not in done and key not in todo:
+                    todo.append(key)
+    print(f"{len(todo)} runs to train, {len(done)} found in {args.results}", flush=True)
+    for i, (config, seed, iters) in enumerate(todo, start=1):
+        print(f"[{i}/{len(todo)}] {config} seed {seed}, {iters} iterations ...", flush=True)
+        record = run_one(config, seed, iters, args.output)
+        runs.append(record)
+        save_results(args.results, runs)
+        if record["status"] == "ok":
+            ap = {
+                k: round(v, 1) for k, v in record["metrics"].items() if k.endswith(("AP", "oLRP"))
+            }
+            print(f"    {record['wall_s']:.0f} s: {ap}", flush=True)
+        else:
+            print(f"    FAILED: {record['error'][-500:]}", flush=True)
+    rows = summarise(runs, args.pairs, seeds, args.iters)
+    print(
+        f"\nTiny models on the shapes data, from scratch, CPU: {args.iters} iterations, "
+        f"seeds {seeds}; evaluated on rs_shapes_val. AP: higher is better; oLRP: lower is "
+        "better (percent); mean ± sample std over seeds.\n"
+    )
+    print(format_table(rows, markdown=args.markdown))
+    print(f"\nresults: {args.results}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

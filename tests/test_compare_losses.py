@@ -1,0 +1,111 @@
+"""benchmarks/compare_losses.py: the table arithmetic, and one real pair run end to end (one seed,
+one iteration: this checks the plumbing, not the losses)."""
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, "benchmarks", "compare_losses.py")
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("compare_losses", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+cl = load_script()
+
+
+def fake_run(config, seed, box_ap, box_olrp, status="ok", wall_s=10.0):
+    record = {"config": f"quick_schedules/{config}.py", "seed": seed, "iters": 50}
+    if status != "ok":
+        return dict(record, status=status, error="boom")
+    metrics = {"bbox/AP": box_ap, "bbox/oLRP": box_olrp}
+    return dict(record, status="ok", metrics=metrics, wall_s=wall_s)
+
+
+def test_every_pair_names_existing_configs_and_differs_in_the_loss_only():
+    pairs = cl.available_pairs()
+    for name in ("faster_rcnn", "mask_rcnn", "cascade_rcnn", "retinanet", "atss", "paa"):
+        assert name in pairs
+    for name, (base, cand, note) in pairs.items():
+        assert not base.startswith(("rs_", "ap_", "alrp_")), name
+        assert cand.split("_")[0] in ("rs", "ap", "alrp"), name
+        # same model family unless the note says what else differs
+        assert note or base == cand.split("_", 1)[1], name
+
+
+def test_summary_means_spreads_differences_and_failures():
+    runs = [
+        fake_run("faster_rcnn_tiny", 0, 10.0, 80.0),
+        fake_run("faster_rcnn_tiny", 1, 12.0, 78.0),
+        fake_run("rs_faster_rcnn_tiny", 0, 15.0, 70.0),
+        fake_run("rs_faster_rcnn_tiny", 1, 0.0, 0.0, status="failed"),
+        fake_run("rs_faster_rcnn_tiny", 2, 99.0, 1.0),  # a seed that was not asked for
+        dict(fake_run("faster_rcnn_tiny", 0, 50.0, 50.0), iters=300),  # other iteration count
+    ]
+    base, cand, diff = cl.summarise(runs, ["faster_rcnn"], seeds=[0, 1], iters=50)
+    assert (base["n"], base["failed"], cand["n"], cand["failed"]) == (2, 0, 1, 1)
+    assert base["bbox/AP"] == [10.0, 12.0] and cand["bbox/AP"] == [15.0]
+    assert base["segm/AP"] == []
+    assert diff["bbox/AP"] == pytest.approx(15.0 - 11.0)
+    assert diff["bbox/oLRP"] == pytest.approx(70.0 - 79.0)
+    assert diff["segm/AP"] is None
+    assert cl.fmt(base["bbox/AP"]) == f"11.0 ± {math.sqrt(2):.1f}"
+    assert cl.fmt(cand["bbox/AP"]) == "15.0"
+    table = cl.format_table([base, cand, diff], markdown=True).splitlines()
+    assert table[0].startswith("| pair | model | runs | box AP | mask AP | box oLRP |")
+    assert "| faster_rcnn | faster_rcnn_tiny | 2 | 11.0 ± 1.4 | - | 79.0 ± 1.4 |" in table[2]
+    assert "| 1 (1 failed) | 15.0 |" in table[3]
+    assert "| +4.0 | - | -9.0 |" in table[4]
+
+
+def test_results_file_is_rewritten_whole(tmp_path):
+    path = str(tmp_path / "sub" / "results.json")
+    assert cl.load_results(path) == []
+    cl.save_results(path, [fake_run("retinanet_tiny", 0, 1.0, 90.0)])
+    cl.save_results(path, cl.load_results(path) + [fake_run("rs_retinanet_tiny", 0, 2.0, 88.0)])
+    assert [r["config"] for r in cl.load_results(path)] == [
+        "quick_schedules/retinanet_tiny.py",
+        "quick_schedules/rs_retinanet_tiny.py",
+    ]
+    assert not os.path.exists(path + ".tmp")
+
+
+def test_one_pair_one_seed_trains_evaluates_and_resumes(tmp_path):
+    out = tmp_path / "cmp"
+    cmd = [sys.executable, SCRIPT, "--pairs", "retinanet", "--seeds", "1", "--iters", "1"]
+    cmd += ["--output", str(out), "--markdown"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert [(r["config"], r["seed"], r["iters"], r["status"]) for r in runs] == [
+        ("quick_schedules/retinanet_tiny.py", 0, 1, "ok"),
+        ("quick_schedules/rs_retinanet_tiny.py", 0, 1, "ok"),
+    ]
+    for r in runs:
+        for key in ("bbox/AP", "bbox/oLRP", "bbox/oLRP_Loc", "bbox/oLRP_FP", "bbox/oLRP_FN"):
+            value = r["metrics"][key]
+            assert math.isnan(value) or 0.0 <= value <= 100.0, (key, value)
+        assert "segm/AP" not in r["metrics"]  # a box-only model
+        assert r["wall_s"] >= r["train_s"] > 0
+        assert os.path.isfile(os.path.join(r["output_dir"], "model_final.pth"))
+    assert "| retinanet | retinanet_tiny | 1 |" in proc.stdout
+    assert "| retinanet | rs_retinanet_tiny | 1 |" in proc.stdout
+    assert "difference (RS - stock)" in proc.stdout
+
+    # --resume trains nothing more and prints the same table
+    again = subprocess.run(cmd + ["--resume"], cwd=REPO, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "0 runs to train, 2 found" in again.stdout
+    table = [line for line in proc.stdout.splitlines() if line.startswith("|")]
+    assert table and table == [line for line in again.stdout.splitlines() if line.startswith("|")]
+    assert len(json.loads((out / "results.json").read_text())["runs"]) == 2
