@@ -63,13 +63,25 @@ R_CNN_AND_DENSE = [c for c in CONFIGS if not any(f in c for f in OWN_FAMILIES)]
 def test_full_configs_follow_the_paper(name):
     cfg = load(name)
     assert cfg.dataloader.train.total_batch_size == 16
-    assert cfg.lr_multiplier.warmup_length * 90000 == pytest.approx(500)
-    assert list(cfg.lr_multiplier.scheduler.milestones) == [60000, 80000, 90000]
-    assert cfg.train.max_iter == 90000
+    # the authors' 1x: 12 epochs, LR x0.1 after epochs 8 and 11, 500 warmup iterations from 0.001
+    if name.startswith("LVIS"):
+        # in epochs of the repeated set, resolved at start (test_lvis_configs_follow_the_paper)
+        schedule = cfg.train.epoch_schedule
+        assert (schedule.epochs, list(schedule.step_epochs)) == (12, [8, 11])
+        assert (schedule.warmup_iters, schedule.warmup_factor) == (500, pytest.approx(0.001))
+    else:
+        # 117,266 train2017 images at 16 per batch: epoch e ends at iteration ceil(e * 117266 / 16)
+        assert cfg.train.max_iter == 87950
+        assert list(cfg.lr_multiplier.scheduler.milestones) == [58633, 80621, 87950]
+        assert cfg.lr_multiplier.warmup_length * cfg.train.max_iter == pytest.approx(500)
+        assert cfg.lr_multiplier.warmup_factor == pytest.approx(0.001)
+        assert "epoch_schedule" not in cfg.train
+    assert cfg.train.ranking_pool_images == 4
     assert cfg.train.device == ("cuda" if torch.cuda.is_available() else "cpu")
-    # pretrained backbones keep Detectron2's FrozenBN default
-    assert cfg.model.backbone.bottom_up.stem.norm == "FrozenBN"
     base = os.path.basename(name)
+    if not base.endswith("_tv.py"):  # the torchvision backbone: tests/test_torchvision_backbone.py
+        # pretrained backbones keep Detectron2's FrozenBN default
+        assert cfg.model.backbone.bottom_up.stem.norm == "FrozenBN"
     dense = any(k in base for k in ("retinanet", "atss", "paa"))
     ranking = base.split("_")[0] in RANKING_LOSSES
     if dense:
@@ -96,7 +108,8 @@ LVIS_CONFIGS = [c for c in CONFIGS if c.startswith("LVISv1")]
 
 
 def test_lvis_configs_found():
-    assert sorted(os.path.basename(c) for c in LVIS_CONFIGS) == [
+    # the torchvision-backbone variants (*_tv.py) are checked in tests/test_torchvision_backbone.py
+    assert sorted(os.path.basename(c) for c in LVIS_CONFIGS if not c.endswith("_tv.py")) == [
         "mask_rcnn_R_50_FPN_1x_rfs.py",
         "rs_mask_rcnn_R_50_FPN_1x_rfs.py",
     ]
@@ -118,7 +131,17 @@ def test_lvis_configs_follow_the_paper(name):
     assert train.dataset.names == "lvis_v1_train"
     assert cfg.dataloader.test.dataset.names == "lvis_v1_val"
     assert train.repeat_thresh == pytest.approx(0.001)
+    assert train.rounding == "ceil"  # each image ceil(r) times per epoch, as the authors' runs
     assert train.total_batch_size == 16
+    # 1x = 12 epochs of the repeated set, resolved at start; Detectron2's 90k when switched off
+    schedule = instantiate(cfg.train.epoch_schedule)
+    assert (schedule.epochs, tuple(schedule.step_epochs), schedule.warmup_iters) == (
+        12,
+        (8, 11),
+        500,
+    )
+    assert cfg.train.max_iter == 90000
+    assert list(cfg.lr_multiplier.scheduler.milestones) == [60000, 80000, 90000]
     resize = train.mapper.augmentations[0]
     assert list(resize.short_edge_length) == list(range(640, 801, 32))
     assert resize.sample_style == "choice" and resize.max_size == 1333

@@ -98,7 +98,8 @@ def test_repeat_factors_match_formula(shapes, train_dicts, t):
         assert (got == 1.0).all()
 
 
-def test_sampler_draws_follow_repeat_factors(shapes, train_dicts):
+def test_stochastic_rounding_draws_follow_repeat_factors(shapes, train_dicts):
+    """Detectron2's rounding (rounding="stochastic"); the default, ceil, is in test_parity_data."""
     dicts = train_dicts
     t = 0.3
     expected = _expected_repeat_factors(shapes["lvis_train"], t)
@@ -107,7 +108,7 @@ def test_sampler_draws_follow_repeat_factors(shapes, train_dicts):
     epochs = 200
     for seed in (0, 1):
         # shuffled (as in training): mean draws per image over many epochs ~ r(I)
-        stream = iter(repeat_factor_sampler(dicts, t, seed=seed))
+        stream = iter(repeat_factor_sampler(dicts, t, seed=seed, rounding="stochastic"))
         n = int(round(epochs * r.sum()))
         counts = np.bincount(list(itertools.islice(stream, n)), minlength=len(dicts)) / epochs
         assert np.abs(counts - r).max() < 0.2, (seed, np.abs(counts - r).max())
@@ -117,7 +118,7 @@ def test_sampler_draws_follow_repeat_factors(shapes, train_dicts):
 
     # unshuffled: epochs are visible (indices ascend); each epoch repeats image I floor(r) or
     # ceil(r) times, ceil with probability frac(r) (stochastic rounding)
-    stream = iter(repeat_factor_sampler(dicts, t, seed=7, shuffle=False))
+    stream = iter(repeat_factor_sampler(dicts, t, seed=7, shuffle=False, rounding="stochastic"))
     per_epoch, current, prev = [], Counter(), -1
     while len(per_epoch) < epochs:
         i = next(stream)

@@ -10,7 +10,7 @@ from rs_detectron2.losses import ALRPLoss
 from ..common.data.coco import TRAIN_IMAGES, dataloader
 from ..common.models.rs_retinanet_fpn import model
 from ..common.optim import SGD as optimizer
-from ..common.schedule import lr_multiplier_1x as lr_multiplier
+from ..common.schedule import epochs_1x
 from ..common.train import train
 
 EPOCH = math.ceil(TRAIN_IMAGES / dataloader.train.total_batch_size)  # iterations
@@ -18,3 +18,7 @@ EPOCH = math.ceil(TRAIN_IMAGES / dataloader.train.total_batch_size)  # iteration
 dataloader.train.mapper.use_instance_mask = False
 model.ranking_loss = L(ALRPLoss)(delta=1.0, tau=0.5, period=EPOCH, init_weight=50.0)
 optimizer.lr = 0.008
+
+# 1x as the authors ran it: 12 epochs of train2017 (87,950 iterations at 16 images). Detectron2's
+# 90k: `train.max_iter, lr_multiplier = d2_90k()` (from ..common.schedule).
+train.max_iter, lr_multiplier = epochs_1x(TRAIN_IMAGES, dataloader.train.total_batch_size)

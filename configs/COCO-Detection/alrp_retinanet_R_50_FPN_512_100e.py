@@ -20,3 +20,4 @@ model.ranking_loss = L(ALRPLoss)(delta=1.0, tau=0.5, period=ITERS_PER_EPOCH, ini
 optimizer.lr = 0.008
 train.max_iter = 100 * ITERS_PER_EPOCH
 lr_multiplier = epoch_multiplier(100, [60, 80], ITERS_PER_EPOCH)
+train.ranking_pool_images = 8  # 4 GPUs x 8 images in the aLRP paper

@@ -21,3 +21,4 @@ model.ranking_loss = L(APLoss)(delta=1.0, box_weight=2.0)
 optimizer.lr = 0.002
 train.max_iter = 100 * ITERS_PER_EPOCH
 lr_multiplier = epoch_multiplier(100, [60, 80], ITERS_PER_EPOCH)
+train.ranking_pool_images = 8  # 4 GPUs x 8 images in the aLRP paper

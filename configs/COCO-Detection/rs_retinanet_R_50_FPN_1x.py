@@ -1,10 +1,14 @@
 # RS-RetinaNet R-50-FPN, 1x: RetinaNet's head, anchors and IoU assignment trained with RS loss
 # (no official RS-RetinaNet result exists; LR as the authors' other dense RS detectors).
-from ..common.data.coco import dataloader
+from ..common.data.coco import TRAIN_IMAGES, dataloader
 from ..common.models.rs_retinanet_fpn import model
 from ..common.optim import SGD as optimizer
-from ..common.schedule import lr_multiplier_1x as lr_multiplier
+from ..common.schedule import epochs_1x
 from ..common.train import train
 
 dataloader.train.mapper.use_instance_mask = False
 optimizer.lr = 0.008
+
+# 1x as the authors ran it: 12 epochs of train2017 (87,950 iterations at 16 images). Detectron2's
+# 90k: `train.max_iter, lr_multiplier = d2_90k()` (from ..common.schedule).
+train.max_iter, lr_multiplier = epochs_1x(TRAIN_IMAGES, dataloader.train.total_batch_size)

@@ -16,3 +16,6 @@ train.log_window = 20
 # Gradient clipping to a global L2 norm (rs_detectron2.engine.ClipGradNorm); None: no clipping,
 # as in the paper.
 train.clip_gradients = dict(max_norm=None, norm_type=2.0)
+# Images per process of the recipe's ranking pool (the RS paper: 4 GPUs x 4 images, each GPU ranking
+# its own 4); train_net.py warns at start when a ranking loss with pool="local" sees another number.
+train.ranking_pool_images = 4

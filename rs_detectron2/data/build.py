@@ -8,12 +8,15 @@ loads its dataset once.
 * :func:`build_repeat_factor_train_loader` computes LVIS repeat factors from the dataset dicts it is
   given and builds the loader from that same list. Detectron2's LazyConfig recipe
   (``dataset_dicts="${dataloader.train.dataset}"``) instantiates the dataset node twice, i.e. parses
-  the annotation file twice (about a minute and twice the memory on LVIS v1).
+  the annotation file twice (about a minute and twice the memory on LVIS v1). Repeat factors are
+  rounded up every epoch by default, as the RS paper's LVIS runs did (mmdetection's
+  ``ClassBalancedDataset``), or stochastically as in Detectron2 (``rounding="stochastic"``).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import List, Optional, Sequence, Union
 
 import torch
@@ -31,7 +34,7 @@ from detectron2.data.build import (
 from detectron2.data.detection_utils import check_metadata_consistency
 from detectron2.data.samplers import RepeatFactorTrainingSampler
 
-from .samplers import SkippingSampler
+from .samplers import RepeatFactorSampler, SkippingSampler
 from .sanitize import sanitize_dataset_dicts
 
 __all__ = [
@@ -112,43 +115,50 @@ def repeat_factor_sampler(
     repeat_thresh: float,
     *,
     sqrt: bool = True,
+    rounding: str = "ceil",
     seed: Optional[int] = None,
     shuffle: bool = True,
-) -> RepeatFactorTrainingSampler:
+) -> RepeatFactorSampler:
     """LVIS repeat-factor sampler for ``dataset_dicts``.
 
     Image repeat factors are ``r(I) = max_{c in I} r(c)`` with ``r(c) = max(1, sqrt(t / f(c)))``,
     ``f(c)`` the fraction of the images of ``dataset_dicts`` that contain class ``c`` and ``t`` =
     ``repeat_thresh`` (Detectron2's ``repeat_factors_from_category_frequency``; ``sqrt=False`` drops
-    the square root). Each epoch repeats image ``I`` ``floor(r(I))`` times plus once more with
-    probability ``frac(r(I))`` (stochastic rounding).
+    the square root). Each epoch repeats image ``I`` ``ceil(r(I))`` times (``rounding="ceil"``, the
+    authors' mmdetection ``ClassBalancedDataset``) or ``floor(r(I))`` times plus once more with
+    probability ``frac(r(I))`` (``"stochastic"``, Detectron2's rounding).
 
     Args:
         dataset_dicts: the training dicts the loader will index (same order).
         repeat_thresh: the frequency threshold ``t`` (LVIS: 0.001).
         sqrt, seed, shuffle: as in ``RepeatFactorTrainingSampler``; ``seed=None`` draws one seed
             shared by all workers.
+        rounding: ``"ceil"`` or ``"stochastic"``.
 
     Returns:
-        RepeatFactorTrainingSampler: an infinite stream of indices into ``dataset_dicts``.
+        RepeatFactorSampler: an infinite stream of indices into ``dataset_dicts``; its
+        ``epoch_size`` is the length of one epoch of the repeated set.
     """
     factors = RepeatFactorTrainingSampler.repeat_factors_from_category_frequency(
         dataset_dicts, repeat_thresh, sqrt=sqrt
     )
+    sampler = RepeatFactorSampler(factors, rounding=rounding, seed=seed, shuffle=shuffle)
     logger.info(
         f"Repeat factors (threshold {repeat_thresh:g}): {int((factors > 1).sum())} of "
-        f"{len(factors)} images repeated, {float(factors.sum()):.1f} images per epoch."
+        f"{len(factors)} images repeated; an epoch of the repeated set ({rounding} rounding) is "
+        f"{sampler.epoch_size:.1f} images."
     )
-    return RepeatFactorTrainingSampler(factors, seed=seed, shuffle=shuffle)
+    return sampler
 
 
 def build_repeat_factor_train_loader(
-    dataset: Sequence[dict],
+    dataset: Union[Sequence[dict], torch.utils.data.Dataset],
     *,
     mapper,
     total_batch_size: int,
     repeat_thresh: float = 0.001,
     repeat_sqrt: bool = True,
+    rounding: str = "ceil",
     seed: Optional[int] = None,
     aspect_ratio_grouping: bool = True,
     num_workers: int = 0,
@@ -163,10 +173,14 @@ def build_repeat_factor_train_loader(
     the list is used both for the repeat factors and as the loader's dataset.
 
     Args:
-        dataset: list of dataset dicts (e.g. from :func:`get_training_dataset_dicts`).
+        dataset: list of dataset dicts (e.g. from :func:`get_training_dataset_dicts`), or a
+            map-style dataset whose items are those dicts (Detectron2's ``DatasetFromList``, as
+            :func:`rs_detectron2.engine.schedule.resolve_epoch_schedule` leaves a loaded list in the
+            config).
         mapper, total_batch_size, aspect_ratio_grouping, num_workers, collate_fn: as in
             ``build_detection_train_loader``.
-        repeat_thresh, repeat_sqrt, seed: see :func:`repeat_factor_sampler`.
+        repeat_thresh, repeat_sqrt, rounding, seed: see :func:`repeat_factor_sampler`
+            (``repeat_sqrt`` is its ``sqrt``).
         sampler_start: skip the first ``sampler_start`` indices of the sampler (a resumed run
             continues the data stream; see :func:`rs_detectron2.engine.start_train_loader_at`).
         loader_seed: seed of the torch DataLoader's own generator (Detectron2's ``seed``
@@ -176,12 +190,21 @@ def build_repeat_factor_train_loader(
         torch DataLoader yielding lists of mapped dicts (``total_batch_size / world_size`` each),
         drawn in the order of a :func:`repeat_factor_sampler` over ``dataset``.
     """
+    if isinstance(dataset, torch.utils.data.Dataset) and not isinstance(dataset, list):
+        dataset = [dataset[i] for i in range(len(dataset))]
     if not isinstance(dataset, list):
         raise TypeError(
             "build_repeat_factor_train_loader needs a list of dataset dicts, got "
             f"{type(dataset).__name__}"
         )
-    sampler = repeat_factor_sampler(dataset, repeat_thresh, sqrt=repeat_sqrt, seed=seed)
+    sampler = repeat_factor_sampler(
+        dataset, repeat_thresh, sqrt=repeat_sqrt, rounding=rounding, seed=seed
+    )
+    logger.info(
+        f"Repeat-factor loader: {len(dataset)} images, {sampler.epoch_size:.0f} per epoch of the "
+        f"repeated set, {math.ceil(sampler.epoch_size / total_batch_size)} iterations per epoch "
+        f"at {total_batch_size} images per batch."
+    )
     if sampler_start:
         sampler = SkippingSampler(sampler, sampler_start)
     return build_detection_train_loader(

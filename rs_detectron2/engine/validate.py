@@ -11,6 +11,9 @@ Each check raises :class:`ConfigError` (the command line or the config cannot wo
 * :func:`check_data`: the data package's dataset check (annotations, images, geometry).
 * :func:`check_eval_weights`: ``--eval-only`` has weights to evaluate.
 
+:func:`ranking_pool_warning` is not an error: it says when the ranking losses rank a pool of another
+size than the paper's (each process ranks its own images, 4 in the authors' 4 GPUs x 4 images).
+
 README.md ("Your own data") describes what is checked and how to read the report.
 """
 
@@ -33,6 +36,7 @@ from rs_detectron2.data import (
     format_findings,
     required_mask_format,
 )
+from rs_detectron2.losses import RankingLoss
 
 __all__ = [
     "ConfigError",
@@ -44,6 +48,7 @@ __all__ = [
     "check_overrides",
     "mask_format_override",
     "parse_overrides",
+    "ranking_pool_warning",
 ]
 
 logger = logging.getLogger("rs_detectron2")
@@ -211,7 +216,8 @@ def check_overrides(cfg, overrides: Sequence[str]) -> None:
             hint = f"; did you mean {nearest}?" if nearest else ""
             raise ConfigError(f"unknown config key {key!r} in override {key}={value}{hint}")
         if value is None:
-            if old is None or _none_allowed(parent, name):
+            # a LazyCall node may be dropped (None: the component is off, e.g. an epoch schedule)
+            if old is None or _none_allowed(parent, name) or _target(old) is not None:
                 continue
             raise ConfigError(
                 f"override {key}=null: {key} expects {_type_name(old)} (now {old!r}), not None"
@@ -329,3 +335,64 @@ def check_eval_weights(path: str) -> None:
         )
     if "://" not in path and not os.path.isfile(path):
         raise ConfigError(f"--eval-only: train.init_checkpoint={path} does not exist")
+
+
+def _local_ranking_losses(node, prefix: str) -> List[str]:
+    """Keys of the LazyCall nodes below ``node`` that build a :class:`RankingLoss` ranking each
+    process's entries alone (``pool="local"``, the losses' default)."""
+    found = []
+    if isinstance(node, DictConfig):
+        target = _target(node)
+        if isinstance(target, type) and issubclass(target, RankingLoss):
+            params = _parameters(target)
+            default = params["pool"].default if "pool" in params else "local"
+            if node.get("pool", default) == "local":
+                found.append(prefix)
+            return found
+        for k in node.keys():
+            found += _local_ranking_losses(node._get_node(k), f"{prefix}.{k}")
+    elif isinstance(node, ListConfig):
+        for i, child in enumerate(node):
+            found += _local_ranking_losses(child, f"{prefix}[{i}]")
+    return found
+
+
+def ranking_pool_warning(cfg, world_size: int) -> Optional[str]:
+    """A warning when the ranking pool differs from the paper's recipe, else None.
+
+    The authors train with 4 GPUs x 4 images and each GPU ranks its own 4 images (the paper's
+    recipe; README.md, "Ranking pool"). With ``pool="local"`` our heads rank each process's images
+    too, so another layout of the batch changes what is ranked against what.
+
+    Args:
+        cfg: the LazyConfig with overrides applied. ``train.ranking_pool_images`` is the recipe's
+            images per process (4 when absent).
+        world_size: training processes (``--num-gpus`` x ``--num-machines``).
+
+    Returns:
+        The message (what the run ranks, what the paper ranked, how to get it) when a ranking loss
+        of ``cfg.model`` ranks per process and the images per process differ from the recipe's;
+        None otherwise. It is logged as a warning too.
+    """
+    local = _local_ranking_losses(cfg.get("model"), "model")
+    if not local:
+        return None
+    total = int(cfg.dataloader.train.total_batch_size)
+    per_process = total // max(int(world_size), 1)
+    recipe = int(cfg.train.get("ranking_pool_images", 4))
+    if per_process == recipe:
+        return None
+    layout = (
+        f"--num-gpus {total // recipe} with dataloader.train.total_batch_size={total}"
+        if total % recipe == 0
+        else f"dataloader.train.total_batch_size={recipe * world_size} on {world_size} processes"
+    )
+    overrides = " ".join(f"{k}.pool=global" for k in local)
+    message = (
+        "the ranking losses rank each process's images as one pool: "
+        f"{per_process} per process here ({total} images over {world_size} processes), "
+        f"{recipe} in the paper's recipe. For the paper's pool use {recipe} images per process "
+        f"({layout}), or rank the whole batch of {total} images as one pool: {overrides}"
+    )
+    logger.warning(message)
+    return message
