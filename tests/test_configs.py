@@ -87,6 +87,10 @@ def test_full_configs_follow_the_paper(name):
     if dense:
         # ranking-loss dense detectors: LR 0.008 at 16 images; stock RetinaNet keeps Detectron2's
         assert cfg.optimizer.lr == pytest.approx(0.008 if ranking else 0.01)
+        # RS-ATSS / RS-PAA and their AP / aLRP variants decay the GN parameters as mmdetection does
+        # (common/optim_dense.py); RetinaNet's head has no norm layers
+        gn_decay = ranking and ("atss" in base or "paa" in base)
+        assert cfg.optimizer.params.weight_decay_norm == (None if gn_decay else 0.0)
     elif ranking:
         assert cfg.optimizer.lr == pytest.approx(0.012)
         rpn = cfg.model.proposal_generator

@@ -9,7 +9,7 @@ from rs_detectron2.losses import ALRPLoss
 
 from ..common.data.coco import TRAIN_IMAGES, dataloader
 from ..common.models.rs_atss_fpn import model
-from ..common.optim import SGD as optimizer
+from ..common.optim_dense import SGD as optimizer
 from ..common.schedule import epochs_1x
 from ..common.train import train
 

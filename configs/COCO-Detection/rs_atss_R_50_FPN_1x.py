@@ -1,7 +1,7 @@
 # RS-ATSS R-50-FPN, 1x (paper: 39.9 box AP on COCO val2017 with the authors' mmdet code).
 from ..common.data.coco import TRAIN_IMAGES, dataloader
 from ..common.models.rs_atss_fpn import model
-from ..common.optim import SGD as optimizer
+from ..common.optim_dense import SGD as optimizer
 from ..common.schedule import epochs_1x
 from ..common.train import train
 
