@@ -69,7 +69,7 @@ def test_stochastic_rounding_is_detectron2s_sampler():
     theirs = RepeatFactorTrainingSampler(FACTORS, seed=5)
     assert list(itertools.islice(iter(ours), 200)) == list(itertools.islice(iter(theirs), 200))
     assert ours.epoch_size == pytest.approx(float(FACTORS.sum()))
-    # some epochs round a fractional factor down: not the ceil multiset
+    # its first epoch (seed 5) rounds a fractional factor down: not the ceil multiset
     counts = epochs_of(
         iter(RepeatFactorSampler(FACTORS, rounding="stochastic", shuffle=False, seed=5)), 15, 1
     )
@@ -135,6 +135,17 @@ def test_coco_1x_is_twelve_epochs_of_train2017():
     spec.loader.exec_module(schedules)
     max_iter, lr_multiplier = schedules.d2_90k()
     assert max_iter == 90000 and list(lr_multiplier.scheduler.milestones) == [60000, 80000, 90000]
+    # ... and from the command line (README: "Differences from the authors' code")
+    overrides = [
+        "train.max_iter=90000",
+        "lr_multiplier.scheduler.milestones=[60000,80000,90000]",
+        f"lr_multiplier.warmup_length={500 / 90000}",
+    ]
+    check_overrides(cfg, overrides)
+    cfg = LazyConfig.apply_overrides(cfg, overrides)
+    ours, theirs = instantiate(cfg.lr_multiplier), instantiate(lr_multiplier)
+    for it in (0, 250, 500, 59999, 60000, 79999, 80000, 89999):
+        assert ours(it / 90000) == pytest.approx(theirs(it / 90000))
 
 
 @pytest.fixture(scope="module")
