@@ -35,7 +35,8 @@ def matrix_nms(
     ``decay_j = min_i f(IoU_ij) / f(comp_i)``, with ``f(x) = exp(-sigma * x^2)`` (gaussian; sigma
     multiplies, as in the authors' code) or ``f(x) = 1 - x`` (linear). The result is
     ``score_j * decay_j``. The linear kernel's ``1 - comp_i`` is kept above 1e-6: a mask that
-    duplicates a higher-scored one is suppressed to 0 and suppresses nothing. All pairs are computed at once (an N x N matrix, no loop over masks).
+    duplicates a higher-scored one is suppressed to 0 and suppresses nothing. All pairs are
+    computed at once (an N x N matrix, no loop over masks).
 
     Args:
         masks: (N, H, W) binary masks (bool or 0/1).
