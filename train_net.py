@@ -4,6 +4,8 @@
     python train_net.py --config-file configs/COCO-Detection/rs_faster_rcnn_R_50_FPN_1x.py
     python train_net.py --config-file CFG --num-gpus 8 dataloader.train.total_batch_size=16
     python train_net.py --config-file CFG --eval-only train.init_checkpoint=output/model_final.pth
+    python train_net.py --config-file CFG --eval-only --lrp-thresholds-out thresholds.json \
+        train.init_checkpoint=output/model_final.pth   # also oLRP and per-class thresholds
     python train_net.py --config-file CFG --resume            # continue from the last checkpoint
     python train_net.py --config-file CFG --overwrite         # start again over an earlier run
 
@@ -21,6 +23,11 @@ decoded), and RLE masks (the mask format then becomes ``bitmask``). Exit status 
 or config cannot work; 1: the data or the weights cannot be used. ``--eval-only`` refuses to run
 without weights or with weights that do not match the model (``--allow-partial-weights``), and
 ``--overwrite`` renames the earlier run's folder to ``OUTPUT_DIR.old-<time>`` first.
+
+``--eval-only --lrp-thresholds-out FILE`` runs the oLRP evaluator beside the config's evaluator (one
+pass over ``dataloader.test``) and writes each class's LRP-optimal score threshold of box oLRP to
+FILE (:mod:`rs_detectron2.evaluation.thresholds`), for ``python -m rs_detectron2.predict
+--lrp-thresholds FILE`` and ``LazyPredictor(class_thresholds=FILE)``.
 """
 
 import dataclasses
@@ -31,6 +38,7 @@ import sys
 import torch
 
 from detectron2.config import LazyConfig, instantiate
+from detectron2.data import MetadataCatalog
 from detectron2.engine import (
     AMPTrainer,
     SimpleTrainer,
@@ -40,7 +48,7 @@ from detectron2.engine import (
     hooks,
     launch,
 )
-from detectron2.evaluation import inference_on_dataset, print_csv_format
+from detectron2.evaluation import DatasetEvaluators, inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
 from detectron2.utils.logger import setup_logger
@@ -73,6 +81,8 @@ from rs_detectron2.engine.validate import (
     check_overrides,
     mask_format_override,
 )
+from rs_detectron2.evaluation import OLRPEvaluator
+from rs_detectron2.evaluation.thresholds import thresholds_from_olrp, write_thresholds
 
 logger = logging.getLogger("rs_detectron2")
 
@@ -88,6 +98,51 @@ def do_test(cfg, model):
         model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator)
     )
     print_csv_format(results)
+    return results
+
+
+def do_test_with_lrp_thresholds(cfg, model, args):
+    """:func:`do_test` with an :class:`OLRPEvaluator` in the same pass; writes each class's
+    LRP-optimal threshold of box oLRP to ``args.lrp_thresholds_out`` (main process)."""
+    dataset = cfg.dataloader.test.dataset.names
+    if not isinstance(dataset, str):
+        raise SystemExit(
+            f"--lrp-thresholds-out evaluates one dataset; dataloader.test.dataset.names is "
+            f"{dataset}. Set it to a single name."
+        )
+    olrp = OLRPEvaluator(
+        dataset, tasks=("bbox",), output_dir=cfg.train.output_dir, results_suffix="_oLRP"
+    )
+    evaluators = [instantiate(cfg.dataloader.evaluator)] if "evaluator" in cfg.dataloader else []
+    results = inference_on_dataset(
+        model, instantiate(cfg.dataloader.test), DatasetEvaluators(evaluators + [olrp])
+    )
+    print_csv_format(results)
+    if not comm.is_main_process():
+        return results
+    details = olrp.olrp_details()
+    if details is None:
+        raise SystemExit(f"--lrp-thresholds-out: dataset {dataset} has no annotations to evaluate")
+    metadata = MetadataCatalog.get(dataset)
+    id_map = metadata.get("thing_dataset_id_to_contiguous_id", None)
+    source = {
+        "evaluation": "train_net.py --eval-only: box oLRP, IoU 0.5, 100 detections per image",
+        "dataset": dataset,
+        "weights": cfg.train.init_checkpoint,
+        "config": args.config_file,
+        "overrides": " ".join(args.opts),
+    }
+    try:
+        document = thresholds_from_olrp(
+            details["bbox"]["per_class"],
+            metadata.thing_classes,
+            dataset_ids=sorted(id_map, key=id_map.get) if id_map else None,
+            source=source,
+        )
+    except ValueError as e:
+        raise SystemExit(f"--lrp-thresholds-out: {e}") from e
+    write_thresholds(args.lrp_thresholds_out, document)
+    logger.info(f"Per-class LRP-optimal score thresholds written to {args.lrp_thresholds_out}")
     return results
 
 
@@ -252,6 +307,8 @@ def main(args):
         model.to(cfg.train.device)
         model = wrap_ddp(model, cfg)
         load_weights_for_eval(model, args, cfg)
+        if args.lrp_thresholds_out:
+            return do_test_with_lrp_thresholds(cfg, model, args)
         return do_test(cfg, model)
     try:
         do_train(args, cfg)
@@ -288,6 +345,13 @@ def argument_parser():
         action="store_true",
         help="with --eval-only, evaluate even if the checkpoint's keys do not match the model",
     )
+    parser.add_argument(
+        "--lrp-thresholds-out",
+        default=None,
+        metavar="FILE",
+        help="with --eval-only, also run the oLRP evaluator and write each class's LRP-optimal "
+        "score threshold to FILE (JSON), for predict --lrp-thresholds FILE",
+    )
     add_dataset_argument(parser)
     return parser
 
@@ -301,6 +365,9 @@ def prepare(args):
     Raises:
         SystemExit: with the message of a failed check (status 2: command line or config; 1: data).
     """
+    if args.lrp_thresholds_out and not args.eval_only:
+        print("train_net.py: error: --lrp-thresholds-out needs --eval-only", file=sys.stderr)
+        raise SystemExit(2)
     try:
         cfg = load_config(args)
         register_shapes()

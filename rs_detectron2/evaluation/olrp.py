@@ -44,7 +44,7 @@ from detectron2.utils.logger import create_small_table
 
 from .coco_results import COCOResultsMixin
 
-__all__ = ["OLRPEvaluator", "optimal_lrp", "olrp_from_coco"]
+__all__ = ["OLRPEvaluator", "match_detections", "optimal_lrp", "olrp_from_coco"]
 
 _IOU_TYPES = ("bbox", "segm")
 # COCO's area range "all": every ground truth and detection takes part.
@@ -205,6 +205,25 @@ def _matched_detections(coco_gt, coco_dt, iou_type, tau, max_dets, img_ids):
     return out
 
 
+def match_detections(coco_gt, coco_dt, iou_type="bbox", tau=0.5, max_dets=100, img_ids=None):
+    """
+    The per-class matching oLRP is computed from (COCO's greedy matching at IoU ``tau``).
+
+    Args:
+        coco_gt, coco_dt, iou_type, tau, max_dets, img_ids: as in :func:`olrp_from_coco`.
+
+    Returns:
+        dict {category id: (scores (D,), is_tp (D,), ious (D,), num_gt)} for every category of
+        ``coco_gt``: the D detections that are TP or FP (those matched to crowd ground truth are
+        left out), whether each is a TP, its IoU (TPs only) and the number of non-crowd ground
+        truths.
+    """
+    if iou_type not in _IOU_TYPES:
+        raise ValueError(f"iou_type must be one of {_IOU_TYPES}, got {iou_type!r}")
+    coco_dt = _load_results(coco_gt, coco_dt, iou_type)
+    return _matched_detections(coco_gt, coco_dt, iou_type, tau, max_dets, img_ids)
+
+
 def olrp_from_coco(
     coco_gt, coco_dt, iou_type="bbox", tau=0.5, max_dets=100, img_ids=None, score_thrs=None
 ):
@@ -229,10 +248,7 @@ def olrp_from_coco(
         [0, 1], lower is better; NaN when no class has ground truth) and ``per_class``:
         {category id: dict(name=..., **optimal_lrp(...))} for every category with ground truth.
     """
-    if iou_type not in _IOU_TYPES:
-        raise ValueError(f"iou_type must be one of {_IOU_TYPES}, got {iou_type!r}")
-    coco_dt = _load_results(coco_gt, coco_dt, iou_type)
-    matched = _matched_detections(coco_gt, coco_dt, iou_type, tau, max_dets, img_ids)
+    matched = match_detections(coco_gt, coco_dt, iou_type, tau, max_dets, img_ids)
 
     per_class = {}
     for cat_id, (scores, is_tp, ious, num_gt) in matched.items():
@@ -259,7 +275,7 @@ class OLRPEvaluator(COCOResultsMixin, COCOEvaluator):
     the metric differs. Returns ``{"bbox": {"oLRP", "oLRP_Loc", "oLRP_FP", "oLRP_FN",
     "oLRP-<class name>", ...}, "segm": {...}}``. With ``output_dir`` the per-class details,
     including each class's LRP-optimal score threshold, are also written to
-    ``olrp_results.json`` (fractions, not percent).
+    ``olrp_results.json`` (fractions, not percent); :meth:`olrp_details` returns them too.
     """
 
     def __init__(
@@ -272,6 +288,7 @@ class OLRPEvaluator(COCOResultsMixin, COCOEvaluator):
         max_dets_per_image=100,
         tau=0.5,
         allow_cached_coco=True,
+        results_suffix="",
     ):
         """
         Args:
@@ -283,6 +300,9 @@ class OLRPEvaluator(COCOResultsMixin, COCOEvaluator):
             max_dets_per_image (int): top-scoring detections kept per image and class (COCO: 100).
             tau (float): TP validation IoU threshold of LRP (0.5 in the paper).
             allow_cached_coco (bool): see COCOEvaluator.
+            results_suffix (str): appended to the task names of the results (``"bbox" +
+                suffix``), so that this evaluator can run beside a COCOEvaluator in one
+                ``DatasetEvaluators`` (which refuses two results under one name).
         """
         tasks = tuple(tasks)
         if not tasks or any(t not in _IOU_TYPES for t in tasks):
@@ -299,6 +319,15 @@ class OLRPEvaluator(COCOResultsMixin, COCOEvaluator):
         self._logger = logging.getLogger(__name__)
         self._olrp_max_dets = int(max_dets_per_image)
         self._tau = float(tau)
+        self._results_suffix = str(results_suffix)
+        self._details = None
+
+    def olrp_details(self):
+        """The full results of the last :meth:`evaluate` on this process: {task:
+        ``olrp_from_coco(...)`` output, with ``per_class`` (dataset category id -> record with
+        the LRP-optimal ``threshold``)}; None before it, on processes other than the main one,
+        and when the dataset has no annotations."""
+        return self._details
 
     def _eval_box_proposals(self, predictions):
         # oLRP is defined for class-labelled detections; proposals are left to COCOEvaluator.
@@ -326,7 +355,8 @@ class OLRPEvaluator(COCOResultsMixin, COCOEvaluator):
                 img_ids=img_ids,
             )
             details[task] = res
-            self._results[task] = self._derive_olrp_results(res, task)
+            self._results[task + self._results_suffix] = self._derive_olrp_results(res, task)
+        self._details = details
         if self._output_dir:
             PathManager.mkdirs(self._output_dir)
             with PathManager.open(os.path.join(self._output_dir, "olrp_results.json"), "w") as f:
