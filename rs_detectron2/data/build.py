@@ -16,7 +16,6 @@ loads its dataset once.
 from __future__ import annotations
 
 import logging
-import math
 from typing import List, Optional, Sequence, Union
 
 import torch
@@ -202,7 +201,7 @@ def build_repeat_factor_train_loader(
     )
     logger.info(
         f"Repeat-factor loader: {len(dataset)} images, {sampler.epoch_size:.0f} per epoch of the "
-        f"repeated set, {math.ceil(sampler.epoch_size / total_batch_size)} iterations per epoch "
+        f"repeated set, {sampler.epoch_size / total_batch_size:.2f} iterations per epoch "
         f"at {total_batch_size} images per batch."
     )
     if sampler_start:
