@@ -13,6 +13,7 @@ from detectron2.config import LazyConfig, instantiate
 from detectron2.structures import BitMasks, Boxes, Instances
 
 from rs_detectron2.losses import RankingLoss, RankSortLoss
+from rs_detectron2.modeling.backbone import FrozenStatsBatchNorm2d
 from rs_detectron2.modeling.solov2 import (
     DICE_EPS,
     RSSOLOv2,
@@ -475,11 +476,40 @@ def test_full_configs_follow_the_authors_recipe(name):
         assert m.ranking_loss.delta == 0.5
     else:
         assert (m.focal_loss_alpha, m.focal_loss_gamma, m.mask_loss_weight) == (0.25, 2.0, 3.0)
-    if light:  # torchvision weights: RGB input with ImageNet mean / std
-        assert train.mapper.image_format == "RGB"
-        assert list(m.pixel_std) == [58.395, 57.120, 57.375]
+    assert cfg.optimizer.params.weight_decay_norm is None  # mmdet decays GN parameters too
+    if light:  # torchvision weights as the authors ran them: RGB, BN statistics frozen
+        assert train.mapper.image_format == cfg.dataloader.test.mapper.image_format == "RGB"
+        assert list(m.pixel_std) == [58.395, 57.12, 57.375]
+        assert m.backbone.bottom_up.stages.norm is FrozenStatsBatchNorm2d
+        assert cfg.train.init_checkpoint == "torchvision_R_34.pkl"
     else:
         assert cfg.train.init_checkpoint.endswith("R-101.pkl")
+
+
+def test_light_backbone_loads_converted_torchvision_resnet34(tmp_path):
+    import pickle
+
+    import torchvision
+
+    from detectron2.checkpoint import DetectionCheckpointer
+
+    from rs_detectron2.model_zoo.convert_torchvision import convert_file
+
+    torch.manual_seed(0)
+    source = tmp_path / "resnet34.pth"
+    torch.save(torchvision.models.resnet34().state_dict(), source)
+    target = tmp_path / "torchvision_R_34.pkl"
+    convert_file(str(source), str(target))
+    cfg = load("COCO-InstanceSegmentation/rs_solov2_light_R_34_FPN_448_3x.py")
+    model = instantiate(cfg.model)
+    DetectionCheckpointer(model).load(str(target))
+    with open(target, "rb") as f:
+        weights = pickle.load(f)["model"]
+    state = model.backbone.bottom_up.state_dict()
+    loaded = [k for k in state if k in weights]
+    assert len(loaded) >= 100
+    for k in loaded:
+        torch.testing.assert_close(state[k], torch.as_tensor(weights[k]))
 
 
 # --------------------------------------------------------------------------------------------

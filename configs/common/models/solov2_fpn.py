@@ -7,7 +7,10 @@ from detectron2.config import LazyCall as L
 from detectron2.layers import ShapeSpec
 from detectron2.model_zoo import get_config
 
+from rs_detectron2.modeling.backbone import FrozenStatsBatchNorm2d
 from rs_detectron2.modeling.solov2 import SOLOv2, SOLOv2InstanceHead, SOLOv2MaskFeatHead
+
+IMAGENET = get_config("common/data/constants.py").constants
 
 backbone = get_config("common/models/mask_rcnn_fpn.py").model.backbone
 backbone.bottom_up.stages.depth = 101
@@ -51,6 +54,21 @@ model = L(SOLOv2)(
     test_nms_sigma=2.0,
     max_detections_per_image=100,
     # Detectron2's MSRA ResNet input (BGR, std absorbed into the first conv)
-    pixel_mean=[103.530, 116.280, 123.675],
+    pixel_mean=IMAGENET.imagenet_bgr256_mean,
     pixel_std=[1.0, 1.0, 1.0],
 )
+
+
+def light_r34(model):
+    """SOLOv2-light R-34 (the authors' light 448 recipe) from the R-101 model, in place: ResNet-34
+    from torchvision's ImageNet weights as the authors ran it (RGB input with ImageNet mean / std,
+    BN statistics frozen and affine trainable), an instance head of 2 convs x 256, 128-channel
+    kernels and smaller scale ranges."""
+    bottom_up = model.backbone.bottom_up
+    bottom_up.stem.norm = FrozenStatsBatchNorm2d
+    bottom_up.stages.update(depth=34, norm=FrozenStatsBatchNorm2d)
+    bottom_up.stages.pop("stride_in_1x1")  # basic blocks
+    model.update(pixel_mean=IMAGENET.imagenet_rgb256_mean, pixel_std=IMAGENET.imagenet_rgb256_std)
+    model.head.update(num_convs=2, conv_dims=256, num_kernels=128)
+    model.scale_ranges = [[1, 56], [28, 112], [56, 224], [112, 448], [224, 896]]
+    return model
