@@ -7,19 +7,25 @@ from torch import Tensor
 
 from detectron2.config import configurable
 from detectron2.layers import batched_nms, cat
-from detectron2.modeling.meta_arch import RetinaNet
+from detectron2.modeling.box_regression import Box2BoxTransform
+from detectron2.modeling.meta_arch import META_ARCH_REGISTRY, RetinaNet
+from detectron2.modeling.meta_arch.retinanet import RetinaNetHead
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 
+from ...config.defaults import ranking_loss_from_config
 from ...losses import RankingLoss, RankSortLoss
 from ..anchor_validity import valid_anchor_mask
+from ..assigners import ATSSAssigner, IoUAssigner, PAAAssigner
 from ..events import put_ranking_loss_scalars
 from ..quality import regression_quality
+from .dense_head import ScaledRetinaNetHead
 from .score_voting import score_voting
 
 __all__ = ["RSRetinaNet"]
 
 
+@META_ARCH_REGISTRY.register()
 class RSRetinaNet(RetinaNet):
     """A RetinaNet-style dense detector trained with a ranking loss (RS by default): RS-RetinaNet,
     RS-ATSS and RS-PAA differ only in their ``assigner``, head, anchors and test settings (see
@@ -86,6 +92,45 @@ class RSRetinaNet(RetinaNet):
         self.candidate_selection = candidate_selection
         self.clip_boxes_before_nms = bool(clip_boxes_before_nms)
         self.ignore_padding_anchors = bool(ignore_padding_anchors)
+
+    @classmethod
+    def from_config(cls, cfg):
+        """yacs: :class:`RetinaNet`'s keys (backbone, anchors, head convs and norm, test
+        settings), with ``cfg.MODEL.RS``'s ranking loss and box coder, and ``MODEL.RS.DENSE``'s
+        assigner (IoU with ``MODEL.RETINANET.IOU_*``, ATSS or PAA), head
+        (``RetinaNetHead`` or ``ScaledRetinaNetHead``) and test-time rules."""
+        ret = super().from_config(cfg)
+        for key in ("anchor_matcher", "focal_loss_alpha", "focal_loss_gamma", "smooth_l1_beta"):
+            ret.pop(key)
+        rs, dense, retina = cfg.MODEL.RS, cfg.MODEL.RS.DENSE, cfg.MODEL.RETINANET
+        heads = {"RetinaNetHead": RetinaNetHead, "ScaledRetinaNetHead": ScaledRetinaNetHead}
+        assigners = {
+            "IoU": lambda: IoUAssigner(retina.IOU_THRESHOLDS, retina.IOU_LABELS),
+            "ATSS": lambda: ATSSAssigner(topk=dense.ATSS_TOPK),
+            "PAA": lambda: PAAAssigner(
+                iou_threshold=dense.PAA_IOU_THRESHOLD,
+                topk=dense.PAA_TOPK,
+                focal_alpha=retina.FOCAL_LOSS_ALPHA,
+                focal_gamma=retina.FOCAL_LOSS_GAMMA,
+            ),
+        }
+        for key, choices in (("HEAD", heads), ("ASSIGNER", assigners)):
+            if dense[key] not in choices:
+                raise ValueError(f"MODEL.RS.DENSE.{key} must be one of {sorted(choices)}")
+        if dense.HEAD != "RetinaNetHead":
+            shapes = ret["backbone"].output_shape()
+            ret["head"] = heads[dense.HEAD](cfg, [shapes[f] for f in retina.IN_FEATURES])
+        ret.update(
+            assigner=assigners[dense.ASSIGNER](),
+            ranking_loss=ranking_loss_from_config(cfg),
+            box2box_transform=Box2BoxTransform(weights=rs.BBOX_REG_WEIGHTS),
+            score_voting=dense.SCORE_VOTING,
+            score_voting_sigma=dense.SCORE_VOTING_SIGMA,
+            candidate_selection=dense.CANDIDATE_SELECTION,
+            clip_boxes_before_nms=dense.CLIP_BOXES_BEFORE_NMS,
+            ignore_padding_anchors=rs.IGNORE_PADDING_ANCHORS,
+        )
+        return ret
 
     def forward_training(self, images, features, predictions, gt_instances):
         pred_logits, pred_anchor_deltas = self._transpose_dense_predictions(

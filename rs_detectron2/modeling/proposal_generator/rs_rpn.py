@@ -6,18 +6,22 @@ import torch
 
 from detectron2.config import configurable
 from detectron2.layers import cat
-from detectron2.modeling.proposal_generator import RPN
+from detectron2.modeling.box_regression import Box2BoxTransform
+from detectron2.modeling.proposal_generator import PROPOSAL_GENERATOR_REGISTRY, RPN
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 
+from ...config.defaults import ranking_loss_from_config
 from ...losses import RankingLoss, RankSortLoss
 from ..anchor_validity import valid_anchor_mask
 from ..events import put_ranking_loss_scalars
+from ..matcher import MinIoULowQualityMatcher
 from ..quality import regression_quality
 
 __all__ = ["RSRPN"]
 
 
+@PROPOSAL_GENERATOR_REGISTRY.register()
 class RSRPN(RPN):
     """RPN whose objectness is trained with a ranking loss over every non-ignored anchor of every
     image in the batch (no sampling), with quality = IoU of the regressed anchor with its ground
@@ -53,6 +57,27 @@ class RSRPN(RPN):
         self.ranking_loss = RankSortLoss() if ranking_loss is None else ranking_loss
         self.loss_weight = float(loss_weight)
         self.ignore_padding_anchors = bool(ignore_padding_anchors)
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        """yacs: :class:`RPN`'s keys, with the RS settings of ``cfg.MODEL.RS`` (see
+        :func:`rs_detectron2.config.add_rs_config`) for the loss, its weight, the box coder, the
+        low-quality matches and the padding anchors."""
+        ret = super().from_config(cfg, input_shape)
+        rs = cfg.MODEL.RS
+        ret.update(
+            ranking_loss=ranking_loss_from_config(cfg),
+            loss_weight=rs.RPN.LOSS_WEIGHT,  # a float: RPN's per-loss dict does not apply
+            box2box_transform=Box2BoxTransform(weights=rs.BBOX_REG_WEIGHTS),
+            anchor_matcher=MinIoULowQualityMatcher(
+                cfg.MODEL.RPN.IOU_THRESHOLDS,
+                cfg.MODEL.RPN.IOU_LABELS,
+                allow_low_quality_matches=True,
+                min_low_quality_iou=rs.RPN.MIN_LOW_QUALITY_IOU,
+            ),
+            ignore_padding_anchors=rs.IGNORE_PADDING_ANCHORS,
+        )
+        return ret
 
     def _subsample_labels(self, label):
         """RS ranks every anchor: nothing is sampled away."""

@@ -5,7 +5,7 @@ from typing import List
 import torch
 
 from detectron2.config import configurable
-from detectron2.modeling.roi_heads import CascadeROIHeads
+from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, CascadeROIHeads
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 
@@ -25,6 +25,7 @@ def _flagged(instances: Instances, value: bool) -> Instances:
     return out
 
 
+@ROI_HEADS_REGISTRY.register()
 class GTProposalCascadeROIHeads(CascadeROIHeads):
     """:class:`CascadeROIHeads` with a choice of how the ground-truth boxes enter the later
     stages in training:
@@ -52,6 +53,14 @@ class GTProposalCascadeROIHeads(CascadeROIHeads):
         if add_gt_as_proposals not in _GT_MODES:
             raise ValueError(f"add_gt_as_proposals must be one of {_GT_MODES}")
         self.add_gt_as_proposals = add_gt_as_proposals
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        """yacs: :class:`CascadeROIHeads`'s keys and ``MODEL.RS.ROI_HEADS.ADD_GT_AS_PROPOSALS``
+        (from :func:`rs_detectron2.config.add_rs_config`)."""
+        ret = super().from_config(cfg, input_shape)
+        ret["add_gt_as_proposals"] = cfg.MODEL.RS.ROI_HEADS.ADD_GT_AS_PROPOSALS
+        return ret
 
     def _every_stage(self) -> bool:
         return self.training and self.add_gt_as_proposals == "every_stage"

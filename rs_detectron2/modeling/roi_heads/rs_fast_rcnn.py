@@ -8,10 +8,12 @@ from torch.nn import functional as F
 
 from detectron2.config import configurable
 from detectron2.layers import cat
+from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.modeling.roi_heads import FastRCNNOutputLayers
 from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
+from ...config.defaults import ranking_loss_from_config
 from ...losses import RankingLoss, RankSortLoss
 from ..events import put_ranking_loss_scalars
 from ..quality import regression_quality
@@ -56,6 +58,20 @@ class RSFastRCNNOutputLayers(FastRCNNOutputLayers):
         self.cls_score = nn.Linear(self.cls_score.in_features, self.num_classes)
         nn.init.normal_(self.cls_score.weight, std=0.01)
         nn.init.constant_(self.cls_score.bias, 0)
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        """yacs: :class:`FastRCNNOutputLayers`'s keys, with ``cfg.MODEL.RS``'s ranking loss, box
+        coder and test score threshold. The RS ROI heads build it (Detectron2 has no registry of
+        box predictors)."""
+        ret = super().from_config(cfg, input_shape)
+        ret.pop("loss_weight")  # of the stock losses
+        ret.update(
+            ranking_loss=ranking_loss_from_config(cfg),
+            box2box_transform=Box2BoxTransform(weights=cfg.MODEL.RS.BBOX_REG_WEIGHTS),
+            test_score_thresh=cfg.MODEL.RS.ROI_HEADS.SCORE_THRESH_TEST,
+        )
+        return ret
 
     @staticmethod
     def box_scores(predictions: Tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:

@@ -5,7 +5,7 @@ from typing import List
 import torch
 
 from detectron2.layers import cat
-from detectron2.modeling.roi_heads import MaskRCNNConvUpsampleHead
+from detectron2.modeling.roi_heads import ROI_MASK_HEAD_REGISTRY, MaskRCNNConvUpsampleHead
 from detectron2.structures import Instances
 
 from ...losses import dice_loss, weighted_mean
@@ -55,6 +55,7 @@ def rs_mask_loss(mask_logits: torch.Tensor, instances: List[Instances]) -> torch
     return weighted_mean(dice_loss(logits.float().sigmoid(), targets), weights.float())
 
 
+@ROI_MASK_HEAD_REGISTRY.register()
 class RSMaskRCNNConvUpsampleHead(MaskRCNNConvUpsampleHead):
     """Mask R-CNN conv-upsample head whose training loss is :func:`rs_mask_loss`, reported as
     ``loss_rcnn_mask``. :class:`RSStandardROIHeads` rescales it to the box stage's rank + sort.

@@ -5,12 +5,14 @@ from typing import List
 import torch
 
 from detectron2.config import configurable
-from detectron2.modeling.roi_heads import StandardROIHeads
+from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
 from detectron2.modeling.roi_heads.roi_heads import select_foreground_proposals
 from detectron2.structures import Instances
 
+from ..matcher import MinIoULowQualityMatcher
 from .cascade import GTProposalCascadeROIHeads
+from .rs_fast_rcnn import RSFastRCNNOutputLayers
 from .rs_mask_head import BOX_SCORE_FIELD
 
 __all__ = ["RSStandardROIHeads", "RSCascadeROIHeads", "cap_instances"]
@@ -35,6 +37,7 @@ def cap_instances(instances: List[Instances], max_total: int) -> List[Instances]
     return [x[k] for x, k in zip(instances, keep.split(sizes), strict=True)]
 
 
+@ROI_HEADS_REGISTRY.register()
 class RSStandardROIHeads(StandardROIHeads):
     """StandardROIHeads for RS-Faster / RS-Mask R-CNN.
 
@@ -56,6 +59,26 @@ class RSStandardROIHeads(StandardROIHeads):
         if self.train_on_pred_boxes:
             raise ValueError("RSStandardROIHeads does not support train_on_pred_boxes")
         self.max_masks_per_batch = int(max_masks_per_batch)
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        """yacs: :class:`StandardROIHeads`'s keys with an :class:`RSFastRCNNOutputLayers` and the
+        settings of ``cfg.MODEL.RS.ROI_HEADS`` (no sampling, the R-CNN matcher's low-quality
+        matches, the mask-RoI cap); the mask head is ``MODEL.ROI_MASK_HEAD.NAME``'s."""
+        ret = super().from_config(cfg, input_shape)
+        rs = cfg.MODEL.RS.ROI_HEADS
+        ret.update(
+            box_predictor=RSFastRCNNOutputLayers(cfg, ret["box_head"].output_shape),
+            batch_size_per_image=rs.BATCH_SIZE_PER_IMAGE,
+            proposal_matcher=MinIoULowQualityMatcher(
+                cfg.MODEL.ROI_HEADS.IOU_THRESHOLDS,
+                cfg.MODEL.ROI_HEADS.IOU_LABELS,
+                allow_low_quality_matches=rs.LOW_QUALITY_MATCHES,
+                min_low_quality_iou=rs.MIN_LOW_QUALITY_IOU,
+            ),
+            max_masks_per_batch=rs.MAX_MASKS_PER_BATCH,
+        )
+        return ret
 
     def forward(self, images, features, proposals, targets=None):
         if not self.training:
@@ -90,6 +113,7 @@ class RSStandardROIHeads(StandardROIHeads):
         return super()._forward_mask(features, instances)
 
 
+@ROI_HEADS_REGISTRY.register()
 class RSCascadeROIHeads(GTProposalCascadeROIHeads):
     """CascadeROIHeads for RS-Cascade R-CNN (Oksuz et al. 2021, Sec. 5).
 
@@ -102,6 +126,20 @@ class RSCascadeROIHeads(GTProposalCascadeROIHeads):
       averages probabilities); boxes come from the last stage.
     Each stage's predictor is an :class:`RSFastRCNNOutputLayers`, so each stage self-balances.
     """
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        """yacs: :class:`GTProposalCascadeROIHeads`'s keys with one
+        :class:`RSFastRCNNOutputLayers` per stage, all with ``MODEL.RS.BBOX_REG_WEIGHTS`` (not
+        ``MODEL.ROI_BOX_CASCADE_HEAD.BBOX_REG_WEIGHTS``), and no sampling."""
+        ret = super().from_config(cfg, input_shape)
+        ret.update(
+            box_predictors=[
+                RSFastRCNNOutputLayers(cfg, head.output_shape) for head in ret["box_heads"]
+            ],
+            batch_size_per_image=cfg.MODEL.RS.ROI_HEADS.BATCH_SIZE_PER_IMAGE,
+        )
+        return ret
 
     def _run_stage(self, features, proposals, stage):
         box_features = self.box_pooler(features, [x.proposal_boxes for x in proposals])

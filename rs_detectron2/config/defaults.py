@@ -1,0 +1,100 @@
+"""The yacs keys of the RS heads (``cfg.MODEL.RS``), with the paper's settings as defaults.
+
+A yacs config names the RS classes through Detectron2's registries (``MODEL.META_ARCHITECTURE:
+RSRetinaNet``, ``MODEL.PROPOSAL_GENERATOR.NAME: RSRPN``, ``MODEL.ROI_HEADS.NAME:
+RSStandardROIHeads`` or ``RSCascadeROIHeads``, ``MODEL.ROI_MASK_HEAD.NAME:
+RSMaskRCNNConvUpsampleHead``); their ``from_config`` read Detectron2's keys for everything the RS
+heads share with the stock ones, and ``MODEL.RS`` for what is RS's own or whose RS setting
+differs from Detectron2's default (Oksuz et al. 2021, Sec. 5 and the configs of its code): the
+RPN loss weight 0.2, box coder weights (10, 10, 5, 5), no RoI sampling, the R-CNN test score
+threshold 0.4, and the matchers, assigners and test-time rules of the authors' code.
+"""
+
+from detectron2.config import CfgNode as CN
+
+from ..losses import ALRPLoss, APLoss, RankingLoss, RankSortLoss
+
+__all__ = ["RANKING_LOSSES", "add_rs_config", "ranking_loss_from_config"]
+
+RANKING_LOSSES = {"RS": RankSortLoss, "AP": APLoss, "aLRP": ALRPLoss}
+NO_SAMPLING = 1_000_000_000  # a per-image RoI "sample size" larger than any proposal count
+
+
+def add_rs_config(cfg: CN) -> CN:
+    """Add the ``MODEL.RS`` keys to a Detectron2 yacs config (in place), defaults = the paper's.
+
+    Args:
+        cfg: a config from :func:`detectron2.config.get_cfg`.
+    Returns:
+        the same config.
+    """
+    rs = cfg.MODEL.RS = CN()
+    # RS, AP (Chen et al. 2019) or aLRP (Oksuz et al. 2020); None: the loss's own delta
+    # (RS 0.5, AP / aLRP 1.0). The AP / aLRP options are those of their loss classes.
+    rs.RANKING_LOSS = CN()
+    rs.RANKING_LOSS.NAME = "RS"
+    rs.RANKING_LOSS.DELTA = None
+    rs.RANKING_LOSS.POOL = "local"  # or "global": one ranking pool over all processes
+    rs.RANKING_LOSS.AP_BOX_WEIGHT = 2.0
+    rs.RANKING_LOSS.ALRP_TAU = 0.5
+    rs.RANKING_LOSS.ALRP_PERIOD = 7330
+    rs.RANKING_LOSS.ALRP_INIT_WEIGHT = 50.0
+    # box coder of the RPN, of every R-CNN stage and of the dense heads
+    rs.BBOX_REG_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
+    # anchors on an image's batch padding are ignored (the authors' code), RPN and dense heads
+    rs.IGNORE_PADDING_ANCHORS = True
+
+    rs.RPN = CN()
+    rs.RPN.LOSS_WEIGHT = 0.2
+    # mmdetection's low-quality matches (MinIoULowQualityMatcher): a GT's best anchor is positive
+    # only at IoU >= 0.3; 0 gives Detectron2's rule back only up to ties.
+    rs.RPN.MIN_LOW_QUALITY_IOU = 0.3
+
+    rs.ROI_HEADS = CN()
+    rs.ROI_HEADS.BATCH_SIZE_PER_IMAGE = NO_SAMPLING  # RS ranks every proposal
+    rs.ROI_HEADS.SCORE_THRESH_TEST = 0.4
+    # R-CNN low-quality matches of mmdetection's Mask R-CNN (its Faster R-CNN has none)
+    rs.ROI_HEADS.LOW_QUALITY_MATCHES = True
+    rs.ROI_HEADS.MIN_LOW_QUALITY_IOU = 0.5
+    rs.ROI_HEADS.MAX_MASKS_PER_BATCH = 200
+    # cascade: "every_stage" (the authors': exact GT boxes in every stage) or "first" (Detectron2)
+    rs.ROI_HEADS.ADD_GT_AS_PROPOSALS = "every_stage"
+
+    # RSRetinaNet: RS-RetinaNet by default; RS-ATSS / RS-PAA change the assigner, the head, the
+    # anchors, the test-time rules and the backbone (configs/yacs/)
+    rs.DENSE = CN()
+    rs.DENSE.ASSIGNER = "IoU"  # IoU (MODEL.RETINANET.IOU_*), ATSS or PAA
+    rs.DENSE.ATSS_TOPK = 9
+    rs.DENSE.PAA_IOU_THRESHOLD = 0.1
+    rs.DENSE.PAA_TOPK = 9  # PAA's focal terms: MODEL.RETINANET.FOCAL_LOSS_ALPHA / GAMMA
+    rs.DENSE.HEAD = "RetinaNetHead"  # or ScaledRetinaNetHead (ATSS / PAA, GN in MODEL.RETINANET)
+    rs.DENSE.SCORE_VOTING = False
+    rs.DENSE.SCORE_VOTING_SIGMA = 0.025
+    rs.DENSE.CANDIDATE_SELECTION = "pair"  # "pair" (Detectron2) or "anchor" (ATSS / PAA code)
+    rs.DENSE.CLIP_BOXES_BEFORE_NMS = False
+    return cfg
+
+
+def ranking_loss_from_config(cfg: CN) -> RankingLoss:
+    """The ranking loss of ``cfg.MODEL.RS.RANKING_LOSS`` (one new module per head).
+
+    Args:
+        cfg: a config with :func:`add_rs_config`'s keys.
+    Returns:
+        a :class:`RankSortLoss`, :class:`APLoss` or :class:`ALRPLoss`.
+    Raises:
+        ValueError: an unknown ``NAME``.
+    """
+    node = cfg.MODEL.RS.RANKING_LOSS
+    if node.NAME not in RANKING_LOSSES:
+        raise ValueError(
+            f"MODEL.RS.RANKING_LOSS.NAME is {node.NAME!r}; choose one of {sorted(RANKING_LOSSES)}"
+        )
+    kwargs = {"pool": node.POOL}
+    if node.DELTA is not None:
+        kwargs["delta"] = node.DELTA
+    if node.NAME == "AP":
+        kwargs["box_weight"] = node.AP_BOX_WEIGHT
+    elif node.NAME == "aLRP":
+        kwargs.update(tau=node.ALRP_TAU, period=node.ALRP_PERIOD, init_weight=node.ALRP_INIT_WEIGHT)
+    return RANKING_LOSSES[node.NAME](**kwargs)
