@@ -13,11 +13,12 @@ from detectron2.modeling.meta_arch.dense_detector import DenseDetector
 from detectron2.structures import BitMasks, Boxes, ImageList, Instances, PolygonMasks
 from detectron2.utils.events import get_event_storage
 
-from ...losses.ranking import autocast_off
 from .assembly import assemble_masks, crop_masks, gt_masks_at, relative_boxes
 from .fast_nms import fast_nms
 
 __all__ = ["Positives", "YOLACT", "yolact_postprocess"]
+
+_LOG_EPS = 1e-12
 
 
 class Positives(NamedTuple):
@@ -348,10 +349,13 @@ class YOLACT(DenseDetector):
         pos = Positives(*(t[keep] for t in pos))
         boxes_rel = relative_boxes(pos.gt_boxes, input_size)
         masks = self.positive_masks(protos, coeffs, pos, boxes_rel)
-        with autocast_off(masks.device.type):
-            bce = F.binary_cross_entropy(
-                masks.float().clamp(0, 1), mask_targets[pos.gt_index], reduction="none"
-            ).mean(dim=(1, 2))
+        # BCE written out so that it runs under autocast and a diverged (NaN) mask reaches the
+        # trainer's finiteness check instead of raising here; log(0) outside the crop is capped
+        masks = masks.float()
+        targets = mask_targets[pos.gt_index]
+        log_p = masks.clamp(min=_LOG_EPS).log()
+        log_not_p = (1.0 - masks).clamp(min=_LOG_EPS).log()
+        bce = -(targets * log_p + (1.0 - targets) * log_not_p).mean(dim=(1, 2))
         # each GT box's area relative to its image (not the padded input); the data pipeline
         # drops degenerate boxes, the clamp only keeps a zero-area box finite
         image_hw = torch.tensor(image_sizes, dtype=torch.float32, device=masks.device)[pos.image]
