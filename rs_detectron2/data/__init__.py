@@ -10,7 +10,7 @@ from .build import (
     repeat_factor_sampler,
 )
 from .findings import Finding, exit_code, format_findings
-from .samplers import SkippingSampler
+from .samplers import REPEAT_ROUNDINGS, RepeatFactorSampler, SkippingSampler
 from .sanitize import SANITIZE_REASONS, annotation_problem, sanitize_dataset_dicts
 from .shapes import (
     SHAPES_CLASSES,
@@ -57,6 +57,8 @@ __all__ = [
     "SHAPES_CLASSES",
     "SHAPES_DATASET_NAMES",
     "SHAPES_DEFAULTS",
+    "REPEAT_ROUNDINGS",
+    "RepeatFactorSampler",
     "SkippingSampler",
     "AnnotationReport",
     "ClipCropTransform",

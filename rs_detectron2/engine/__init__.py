@@ -3,10 +3,12 @@ from .clip import ClipGradNorm
 from .guard import FiniteLossGuard, NonFiniteLossError
 from .predictor import LazyPredictor, WeightsMismatchError, load_lazy_config
 from .resume import ReseedEveryPeriod, iteration_seed, start_train_loader_at
+from .schedule import EpochSchedule, resolve_epoch_schedule
 
 __all__ = [
     "AtomicCheckpointer",
     "ClipGradNorm",
+    "EpochSchedule",
     "FiniteLossGuard",
     "LazyPredictor",
     "NonFiniteLossError",
@@ -16,5 +18,6 @@ __all__ = [
     "iteration_seed",
     "load_lazy_config",
     "move_run_aside",
+    "resolve_epoch_schedule",
     "start_train_loader_at",
 ]
