@@ -16,11 +16,11 @@ What is compared
 How
     Every run trains through train_net.py (the CLI users run) on the generated shapes training
     split, on CPU, with ``train.seed`` = the seed; its final evaluation on the held-out split
-    ``rs_shapes_val`` gives COCO AP (box, and mask for mask models). The trained model is then
-    evaluated once more on the same split with ``OLRPEvaluator`` for oLRP (the RS paper's second
-    metric, lower is better). A baseline shared by several pairs (RetinaNet) is trained once per
-    seed. The table shows the mean and the sample standard deviation over seeds, and the wall time
-    per run (training with its AP evaluation, plus the oLRP evaluation).
+    ``rs_shapes_val`` gives COCO AP (box, and mask for mask models), and oLRP (the RS paper's
+    second metric, lower is better) is computed from the same detections with
+    ``olrp_from_coco``. A baseline shared by several pairs (RetinaNet) is trained once per seed.
+    The table shows the mean and the sample standard deviation over seeds, and the wall time per
+    run (train_net.py's start, training and evaluation).
 
 What it shows and does not
     Whether the RS heads learn at least as well as the stock heads on a small synthetic dataset,
@@ -88,8 +88,9 @@ def available_pairs():
     }
 
 
-def run_key(config, seed, iters):
-    return (config, int(seed), int(iters))
+def run_key(config, seed, iters, opts=()):
+    """What identifies a run in the results file."""
+    return (config, int(seed), int(iters), tuple(opts))
 
 
 def load_results(path):
@@ -125,41 +126,40 @@ def final_ap(output_dir):
     }
 
 
-def evaluate_olrp(config, output_dir, tasks):
-    """oLRP and its components (percent, lower is better) of the trained model in
-    ``output_dir/model_final.pth`` on the config's test split, for each of ``tasks``."""
-    import torch
+def evaluate_olrp(config, results_dir, tasks):
+    """oLRP and its components (percent, lower is better) of the detections that train_net.py's
+    final evaluation saved in ``results_dir/coco_instances_results.json`` (COCO results format),
+    against the config's test split, for each of ``tasks``."""
+    import contextlib
+    import io
 
-    from detectron2.checkpoint import DetectionCheckpointer
-    from detectron2.config import LazyConfig, instantiate
-    from detectron2.evaluation import inference_on_dataset
+    from pycocotools.coco import COCO
+
+    from detectron2.config import LazyConfig
+    from detectron2.data import MetadataCatalog
 
     from rs_detectron2.data import register_shapes
-    from rs_detectron2.evaluation import OLRPEvaluator
+    from rs_detectron2.evaluation import olrp_from_coco
 
     register_shapes()
     cfg = LazyConfig.load(os.path.join(REPO, "configs", config))
-    cfg.train.device = "cpu"
-    model = instantiate(cfg.model).eval()
-    DetectionCheckpointer(model).load(os.path.join(output_dir, "model_final.pth"))
-    evaluator = OLRPEvaluator(
-        cfg.dataloader.test.dataset.names,
-        tasks=tasks,
-        output_dir=os.path.join(output_dir, "olrp"),
-        distributed=False,
-    )
-    with torch.no_grad():
-        results = inference_on_dataset(model, instantiate(cfg.dataloader.test), evaluator)
-    return {
-        f"{task}/{key}": float(results[task][key])
-        for task in tasks
-        for key in ("oLRP", "oLRP_Loc", "oLRP_FP", "oLRP_FN")
-    }
+    json_file = MetadataCatalog.get(cfg.dataloader.test.dataset.names).json_file
+    with open(os.path.join(results_dir, "coco_instances_results.json")) as f:
+        detections = json.load(f)
+    out = {}
+    for task in tasks:
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco_gt = COCO(json_file)  # olrp_from_coco annotates the ground truth in place
+        res = olrp_from_coco(coco_gt, detections, task)
+        for key in ("oLRP", "oLRP_Loc", "oLRP_FP", "oLRP_FN"):
+            out[f"{task}/{key}"] = 100.0 * float(res[key])
+    return out
 
 
-def train_one(config, seed, iters, output_dir, log_path):
-    """Train ``config`` for ``iters`` iterations with ``seed`` through train_net.py on CPU (its
-    final evaluation gives AP); returns the exit status. Output goes to ``log_path``."""
+def train_one(config, seed, iters, output_dir, log_path, opts=()):
+    """Train ``config`` for ``iters`` iterations with ``seed`` through train_net.py on CPU, then
+    its final evaluation (AP; the detections are kept in ``output_dir/inference``); ``opts`` are
+    further ``KEY=VALUE`` overrides. Returns the exit status; the output goes to ``log_path``."""
     if os.path.exists(output_dir):
         shutil.rmtree(output_dir)  # a run of this script that did not finish
     cmd = [
@@ -174,6 +174,8 @@ def train_one(config, seed, iters, output_dir, log_path):
         f"train.output_dir={output_dir}",
         f"train.seed={seed}",
         "train.device=cpu",
+        f"dataloader.evaluator.output_dir={os.path.join(output_dir, 'inference')}",
+        *opts,
     ]
     with open(log_path, "w") as log:
         log.write("+ " + " ".join(cmd) + "\n")
@@ -184,15 +186,16 @@ def train_one(config, seed, iters, output_dir, log_path):
         ).returncode
 
 
-def run_one(config, seed, iters, output_root):
+def run_one(config, seed, iters, output_root, opts=()):
     """Train and evaluate one config with one seed; returns the JSON record of the run."""
     stem = os.path.splitext(os.path.basename(config))[0]
     output_dir = os.path.join(output_root, f"{stem}_s{seed}_i{iters}")
     log_path = f"{output_dir}.log"
     os.makedirs(output_root, exist_ok=True)
-    record = {"config": config, "seed": seed, "iters": iters, "output_dir": output_dir}
+    record = {"config": config, "seed": seed, "iters": iters, "opts": list(opts)}
+    record["output_dir"] = output_dir
     start = time.time()
-    code = train_one(config, seed, iters, output_dir, log_path)
+    code = train_one(config, seed, iters, output_dir, log_path, opts)
     record["train_s"] = round(time.time() - start, 1)
     if code != 0:
         with open(log_path) as f:
@@ -201,9 +204,7 @@ def run_one(config, seed, iters, output_root):
         return record
     metrics = final_ap(output_dir)
     tasks = tuple(t for t in ("bbox", "segm") if f"{t}/AP" in metrics)
-    olrp_start = time.time()
-    metrics.update(evaluate_olrp(config, output_dir, tasks))
-    record["olrp_s"] = round(time.time() - olrp_start, 1)
+    metrics.update(evaluate_olrp(config, os.path.join(output_dir, "inference"), tasks))
     record["wall_s"] = round(time.time() - start, 1)
     record.update(status="ok", metrics=metrics)
     record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -225,19 +226,19 @@ def fmt(values, digits=1):
     return f"{mean:.{digits}f}" if spread is None else f"{mean:.{digits}f} ± {spread:.{digits}f}"
 
 
-def summarise(runs, pairs, seeds, iters):
+def summarise(runs, pairs, seeds, iters, opts=()):
     """Table rows: per pair, the baseline, the candidate and their difference of means.
 
     Each row is a dict with ``pair``, ``model`` (config name or "difference"), ``n`` (finished
     runs), ``failed``, one value per METRICS key (list of per-seed values; for the difference
     row, the difference of means or None) and ``wall_s`` (per-seed wall times)."""
-    done = {run_key(r["config"], r["seed"], r["iters"]): r for r in runs}
+    done = {run_key(r["config"], r["seed"], r["iters"], r.get("opts", ())): r for r in runs}
     rows = []
     for name in pairs:
         base, cand, note = PAIRS[name]
         pair_rows = []
         for model in (base, cand):
-            found = [done.get(run_key(config_path(model), s, iters)) for s in seeds]
+            found = [done.get(run_key(config_path(model), s, iters, opts)) for s in seeds]
             ok = [r for r in found if r and r["status"] == "ok"]
             row = {
                 "pair": name,
@@ -312,6 +313,13 @@ def parse_args(argv=None):
         "--resume", action="store_true", help="keep the runs in the results file, train the rest"
     )
     parser.add_argument("--markdown", action="store_true", help="print the table as markdown")
+    parser.add_argument(
+        "--opts",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="train_net.py overrides for every run (part of what identifies a run)",
+    )
     args = parser.parse_args(argv)
     args.output = os.path.abspath(args.output)
     args.results = os.path.abspath(args.results or os.path.join(args.output, "results.json"))
@@ -325,18 +333,18 @@ def main(argv=None):
     if not args.resume and os.path.isfile(args.results):
         print(f"starting a new results file at {args.results} (--resume keeps its runs)")
     save_results(args.results, runs)
-    done = {run_key(r["config"], r["seed"], r["iters"]) for r in runs}
+    done = {run_key(r["config"], r["seed"], r["iters"], r.get("opts", ())) for r in runs}
     todo = []
     for name in args.pairs:
         for model in PAIRS[name][:2]:
             for seed in seeds:
-                key = run_key(config_path(model), seed, args.iters)
+                key = run_key(config_path(model), seed, args.iters, args.opts)
                 if key not in done and key not in todo:
                     todo.append(key)
     print(f"{len(todo)} runs to train, {len(done)} found in {args.results}", flush=True)
-    for i, (config, seed, iters) in enumerate(todo, start=1):
+    for i, (config, seed, iters, opts) in enumerate(todo, start=1):
         print(f"[{i}/{len(todo)}] {config} seed {seed}, {iters} iterations ...", flush=True)
-        record = run_one(config, seed, iters, args.output)
+        record = run_one(config, seed, iters, args.output, opts)
         runs.append(record)
         save_results(args.results, runs)
         if record["status"] == "ok":
@@ -346,7 +354,7 @@ def main(argv=None):
             print(f"    {record['wall_s']:.0f} s: {ap}", flush=True)
         else:
             print(f"    FAILED: {record['error'][-500:]}", flush=True)
-    rows = summarise(runs, args.pairs, seeds, args.iters)
+    rows = summarise(runs, args.pairs, seeds, args.iters, args.opts)
     print(
         f"\nTiny models on the shapes data, from scratch, CPU: {args.iters} iterations, "
         f"seeds {seeds}; evaluated on rs_shapes_val. AP: higher is better; oLRP: lower is "
