@@ -265,10 +265,12 @@ def format_table(rows, markdown=False):
     lines = []
     for row in rows:
         if row["model"] == "difference":
-            cells = ["", "difference (RS - stock)", ""]
+            # the second model minus the first; a note says what else differs in the pair
+            label = "difference" + (f" (also: {row['note']})" if row["note"] else "")
+            cells = ["", label, ""]
             for key, _ in METRICS:
                 cells.append("-" if row[key] is None else f"{row[key]:+.1f}")
-            cells.append(row["note"])
+            cells.append("")
         else:
             runs = str(row["n"]) + (f" ({row['failed']} failed)" if row["failed"] else "")
             cells = [row["pair"], row["model"], runs]
