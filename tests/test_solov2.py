@@ -328,6 +328,21 @@ def test_empty_ground_truth(name, num_empty):
         assert all(float(v) > 0 for k, v in losses.items() if k != "loss_solo_sort")
 
 
+def test_rs_losses_under_autocast_are_float32_and_finite():
+    """AMP: with a low-precision forward (bfloat16 CPU autocast standing in for CUDA float16) the
+    RS losses come out in float32 and the gradients are finite."""
+    from detectron2.utils.events import EventStorage
+
+    model = build_tiny("rs_solov2_tiny.py")
+    with EventStorage(0), torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = model(batch(masks=True))
+    assert set(losses) == RS_KEYS
+    for key, value in losses.items():
+        assert value.dtype == torch.float32 and torch.isfinite(value), key
+    sum(losses.values()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
 class Recorder(RankSortLoss):
     """RS that keeps its last targets."""
 
