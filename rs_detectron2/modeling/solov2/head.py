@@ -67,7 +67,7 @@ def _tower(in_channels: int, conv_dims: int, num_convs: int, norm: str) -> nn.Se
 
 
 class SOLOv2InstanceHead(nn.Module):
-    """Category and kernel branches of SOLOv2 (SOLOv2 Sec. 3.2).
+    """Category and kernel branches of SOLOv2 (the SOLOv2 paper's mask kernel branch).
 
     Each level's features are resized (bilinear) to that level's S x S grid. The kernel branch
     reads them with two CoordConv channels and predicts, for every cell, the ``num_kernels``
@@ -134,7 +134,7 @@ class SOLOv2InstanceHead(nn.Module):
 
 
 class SOLOv2MaskFeatHead(nn.Module):
-    """SOLOv2's unified mask-feature branch (SOLOv2 Sec. 3.2.2): P2-P5 each brought to stride 4
+    """SOLOv2's unified mask-feature branch (the SOLOv2 paper's): P2-P5 each brought to stride 4
     by repeated (3x3 conv + norm + ReLU + bilinear x2), P5 with two CoordConv channels, summed and
     projected by a 1x1 conv (+ norm + ReLU) to the ``num_kernels`` channels of the dynamic convs.
     """

@@ -1,4 +1,4 @@
-"""Matrix NMS and points NMS of SOLOv2 (Wang et al., NeurIPS 2020, Sec. 4): parallel,
+"""Matrix NMS and points NMS of SOLOv2 (Wang et al., NeurIPS 2020): parallel,
 loop-free suppression of masks by score decay, and local-maximum filtering of category maps."""
 
 import torch
@@ -28,7 +28,7 @@ def matrix_nms(
     kernel: str = "gaussian",
     sigma: float = 2.0,
 ) -> Tensor:
-    """Decayed scores of Matrix NMS (SOLOv2 Sec. 4), class-aware.
+    """Decayed scores of Matrix NMS (the SOLOv2 paper's), class-aware.
 
     For masks sorted by score, with IoU_ij the mask IoU of i (scored above j) and j of the same
     class (0 otherwise) and comp_i = max_k IoU_ki over the k scored above i:

@@ -42,14 +42,14 @@ class SOLOv2(DenseDetector):
     divided by the number of positive cells + 1) and ``loss_solo_mask`` (mean Dice loss over the
     positive pairs x ``mask_loss_weight``).
 
-    Inference (SOLOv2 Sec. 4): points NMS on the category maps, score threshold, masks of the
-    kept cells binarised at ``test_mask_thresh``, masks not larger than their level's stride
-    dropped, score x maskness, the top ``test_nms_pre``, Matrix NMS, score >=
-    ``test_update_thresh``, the top ``max_detections_per_image``; masks upsampled to the padded
-    input, cropped to the image and resized to the requested output size. Output ``Instances``
-    have ``pred_masks`` (bool, full output size), ``pred_boxes`` (the masks' tight boxes),
-    ``scores``, ``pred_classes``, so COCO evaluators give mask and box AP unchanged. (This is
-    why :meth:`forward` is overridden: Detectron2's ``detector_postprocess`` would paste the
+    Inference (the SOLOv2 paper's and the authors' code): points NMS on the category maps,
+    score threshold, masks of the kept cells binarised at ``test_mask_thresh``, masks not larger
+    than their level's stride dropped, score x maskness, the top ``test_nms_pre``, Matrix NMS,
+    score >= ``test_update_thresh``, the top ``max_detections_per_image``; masks upsampled to the
+    padded input, cropped to the image and resized to the requested output size. Output
+    ``Instances`` have ``pred_masks`` (bool, full output size), ``pred_boxes`` (the masks' tight
+    boxes), ``scores``, ``pred_classes``, so COCO evaluators give mask and box AP unchanged. (This
+    is why :meth:`forward` is overridden: Detectron2's ``detector_postprocess`` would paste the
     masks as box-relative ROI masks.)
     """
 

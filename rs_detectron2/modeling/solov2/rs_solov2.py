@@ -1,6 +1,6 @@
-"""RS-SOLOv2: SOLOv2 trained with the Rank & Sort loss (Oksuz et al., ICCV 2021, Sec. 5 and its
-SOLOv2 experiments): RS replaces the focal loss, and the mask loss is weighted by the scores and
-balanced to RS instead of a weight of 3."""
+"""RS-SOLOv2: SOLOv2 trained with the Rank & Sort loss (Oksuz et al., ICCV 2021, and the
+authors' RS-SOLOv2 code): RS replaces the focal loss, and the mask loss is weighted by the scores
+and balanced to RS instead of a weight of 3."""
 
 from typing import Dict, Optional
 

@@ -1,5 +1,5 @@
 """SOLOv2's training targets: which grid cells of which level are positive for which ground truth,
-and the ground-truth masks at the mask features' resolution (SOLO, Wang et al. ECCV 2020, Sec. 3;
+and the ground-truth masks at the mask features' resolution (SOLO, Wang et al. ECCV 2020;
 SOLOv2, NeurIPS 2020)."""
 
 from typing import List, NamedTuple, Sequence, Tuple
@@ -51,7 +51,8 @@ def _bitmasks(instances: Instances) -> Tensor:
 def center_regions(
     centers: Tensor, boxes: Tensor, canvas_size: Tuple[int, int], grid: int, sigma: float = 0.2
 ) -> Tensor:
-    """Positive cells of each object on an S x S grid over the padded canvas (SOLO Sec. 3.2).
+    """Positive cells of each object on an S x S grid over the padded canvas (SOLO's centre
+    sampling).
 
     The object's centre cell is the cell of its centre of mass; its centre region is its box
     scaled by ``sigma`` around the centre of mass, clipped to the 3 x 3 cells around the centre
