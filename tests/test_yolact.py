@@ -568,3 +568,27 @@ def test_tiny_yolact_trains_through_train_net(tmp_path, config, loss_keys, eval_
     for key in eval_keys:
         assert 0.0 <= evaluation[-1][key] <= 100.0, key
     assert os.path.exists(os.path.join(out, "model_final.pth"))
+
+
+def test_two_processes_rank_one_global_pool(tmp_path):
+    """train_net.py --num-gpus 2 on CPU (Gloo, DDP) with RS-YOLACT ranking the global batch."""
+    from test_train_e2e import read_metrics, run_train_net
+
+    out = str(tmp_path / "out")
+    run_train_net(
+        "configs/quick_schedules/rs_yolact_tiny.py",
+        out,
+        "train.max_iter=3",
+        "train.log_period=1",
+        "train.eval_period=0",
+        "train.checkpointer.period=3",
+        "train.seed=2",
+        "dataloader.train.total_batch_size=4",
+        "model.ranking_loss.pool=global",
+        flags=["--num-gpus", "2"],
+    )
+    records = [r for r in read_metrics(out) if "total_loss" in r]
+    assert [r["iteration"] for r in records] == [0, 1, 2]
+    for r in records:
+        for k in RS_KEYS:
+            assert r[k] == r[k] and abs(r[k]) < 1e6, (k, r[k])

@@ -189,16 +189,20 @@ class YOLACT(DenseDetector):
         return logits, deltas, coeffs, protos, self.anchor_generator(features)
 
     @torch.no_grad()
-    def label_anchors(self, anchors: Boxes, gt_instances: List[Instances]) -> Tuple[Tensor, Tensor]:
+    def label_anchors(
+        self, anchors: List[Boxes], gt_instances: List[Instances]
+    ) -> Tuple[Tensor, Tensor]:
         """Run the assigner on every image.
 
         Args:
-            anchors: (R, 4) anchors of all levels; gt_instances: per-image ground truth.
+            anchors: per-level anchors (the same for every image); gt_instances: per-image
+                ground truth.
         Returns:
             matched_idxs: (N, R) int64 index of the matched GT within its image;
             labels: (N, R) int8: 1 positive, 0 negative, -1 ignored.
         """
-        num_per_level = [len(anchors)]
+        num_per_level = [len(a) for a in anchors]
+        anchors = Boxes.cat(anchors)
         matched, labels = zip(*(self.assigner(anchors, num_per_level, g) for g in gt_instances))
         return torch.stack(matched), torch.stack(labels)
 
@@ -251,8 +255,8 @@ class YOLACT(DenseDetector):
 
     def forward_training(self, images: ImageList, features, predictions, gt_instances):
         logits, deltas, coeffs, protos, anchors = self._dense_outputs(predictions, features)
+        matched_idxs, labels = self.label_anchors(anchors, gt_instances)
         anchors = Boxes.cat(anchors).tensor
-        matched_idxs, labels = self.label_anchors(Boxes(anchors), gt_instances)
         pos = self.positives(labels, matched_idxs, gt_instances)
         input_size = tuple(images.tensor.shape[-2:])
         mask_targets = self.mask_targets(gt_instances, input_size, tuple(protos.shape[-2:]))
