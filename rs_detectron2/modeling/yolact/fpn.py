@@ -25,6 +25,11 @@ class YOLACTFPN(FPN):
     size (odd sizes such as 69 / 35 do not double), and no size divisibility: YOLACT feeds fixed
     550 x 550 images, unpadded. Same constructor as :class:`FPN` (``fuse_type`` "sum")."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self._fuse_type != "sum":
+            raise ValueError(f"YOLACTFPN adds the top-down path (fuse_type='sum'), not {self._fuse_type!r}")
+
     @property
     def size_divisibility(self) -> int:
         return 0
