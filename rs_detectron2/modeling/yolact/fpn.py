@@ -28,7 +28,7 @@ class YOLACTFPN(FPN):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self._fuse_type != "sum":
-            raise ValueError(f"YOLACTFPN adds the top-down path (fuse_type='sum'), not {self._fuse_type!r}")
+            raise ValueError(f"YOLACTFPN adds the top-down path (sum), not {self._fuse_type!r}")
 
     @property
     def size_divisibility(self) -> int:
