@@ -340,8 +340,10 @@ class YOLACT(DenseDetector):
     def mask_bce_loss(
         self, protos, coeffs, pos: Positives, mask_targets, input_size, image_sizes
     ) -> Tensor:
-        """Weighted mean over at most ``max_masks_per_image`` random positives per image of the
-        mask's mean BCE divided by its GT box's relative area; 0 (attached) without positives."""
+        """The stock mask loss: for at most ``max_masks_per_image`` random positives per image,
+        the mean BCE of the mask (cropped by its GT box) divided by the GT box's area relative to
+        the image; summed, times ``mask_loss_weight``, over the number of masks used. 0 (still
+        attached to the prototypes) without positives."""
         keep = []
         for i in range(protos.shape[0]):
             idx = torch.nonzero(pos.image == i).flatten()
