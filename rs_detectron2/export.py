@@ -6,7 +6,9 @@
 The model is traced on one sample input (``--sample-image`` resized by the config's test
 augmentations, or else the first image of ``dataloader.test``), then the exported model is run on
 that input and on a rescaled copy of it, and its detections are compared with the eager model's:
-a trace that baked in a data-dependent branch is caught here, not in deployment.
+a trace that baked in a data-dependent branch is caught here, not in deployment. A model whose
+inference depends on the input size (and which is deployed on images all resized to one size) is
+exported with ``--fixed-size``: checked at the sample's size only, and refused at any other.
 
 ``DIR`` receives ``model.ts`` (or ``model.onnx``) and ``export.json``: the input format and the
 schema that rebuilds ``Instances`` from the flat outputs (:class:`ExportedModel` reads both).
@@ -23,6 +25,7 @@ import dataclasses
 import json
 import os
 import sys
+import warnings
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -241,6 +244,26 @@ def _explain_trace_failure(model: nn.Module, error: Exception) -> str:
     )
 
 
+def _trace_to_file(adapter: TracingAdapter, image: torch.Tensor, fmt: str, path: str) -> None:
+    with warnings.catch_warnings():
+        # export_model checks the outputs: tracing's own warnings and deprecations are noise here
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if fmt == "torchscript":
+            torch.jit.save(torch.jit.trace(adapter, (image,), check_trace=False), path)
+            return
+        torch.onnx.export(
+            adapter,
+            (image,),
+            path,
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+            input_names=["image"],
+            dynamic_axes={"image": {1: "height", 2: "width"}},
+        )
+
+
 def export_model(
     model: nn.Module,
     inputs: List[dict],
@@ -250,6 +273,7 @@ def export_model(
     atol: float = DEFAULT_ATOL,
     input_format: str = "BGR",
     extra_info: Optional[dict] = None,
+    fixed_size: bool = False,
 ) -> Optional["ExportedModel"]:
     """Trace ``model`` on ``inputs``, write the exported model and its ``export.json`` to
     ``output_dir``, and check it against the eager model.
@@ -260,10 +284,14 @@ def export_model(
         fmt: ``"torchscript"`` (tracing) or ``"onnx"`` (legacy exporter, needs ``onnx``).
         output_dir: created if missing.
         check_inputs: inputs (same format) on which the exported model must give the eager
-            model's detections; default: ``inputs`` and :func:`rescaled` ``inputs``.
+            model's detections; default: ``inputs`` and, unless ``fixed_size``, :func:`rescaled`
+            ``inputs``.
         atol: see :func:`compare_instances`.
         input_format: the image channel order recorded in ``export.json``.
         extra_info: more entries for ``export.json`` (e.g. ``thing_classes``).
+        fixed_size: the exported model is only valid at the sample's input size (for models
+            whose inference depends on it, deployed on images all resized to one size);
+            recorded in ``export.json`` and enforced by :class:`ExportedModel`.
     Returns:
         the exported model, loaded back from ``output_dir``; ``None`` for ONNX without
         ``onnxruntime`` (then nothing is checked).
@@ -281,20 +309,7 @@ def export_model(
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, FILE_NAMES[fmt])
     try:
-        if fmt == "torchscript":
-            torch.jit.save(torch.jit.trace(adapter, (image,), check_trace=False), path)
-        else:
-            torch.onnx.export(
-                adapter,
-                (image,),
-                path,
-                opset_version=ONNX_OPSET,
-                dynamo=False,
-                input_names=["image"],
-                dynamic_axes={"image": {1: "height", 2: "width"}},
-            )
-    except ExportError:
-        raise
+        _trace_to_file(adapter, image, fmt, path)
     except Exception as e:
         message = _explain_trace_failure(model, e)
         if fmt == "onnx":
@@ -310,6 +325,7 @@ def export_model(
         "input": {"layout": "CHW", "dtype": str(image.dtype).replace("torch.", "")},
         "input_format": input_format,
         "postprocessed": not isinstance(model, GeneralizedRCNN),
+        "fixed_input_size": list(image.shape[-2:]) if fixed_size else None,
         "outputs_schema": schema_to_dict(adapter.outputs_schema),
         **(extra_info or {}),
     }
@@ -318,19 +334,23 @@ def export_model(
     if fmt == "onnx" and onnxruntime is None:
         return None  # nothing here can run it: the outputs cannot be compared
     exported = ExportedModel(output_dir)
-    for check in check_inputs if check_inputs is not None else (inputs, rescaled(inputs)):
-        check = [{"image": check[0]["image"]}]
+    if check_inputs is None:
+        check_inputs = [inputs] if fixed_size else [inputs, rescaled(inputs)]
+    for check in check_inputs:
+        image = check[0]["image"]
         with torch.no_grad():
-            expected = export_inference(model, check)[0]["instances"]
-        actual = exported.raw(check[0]["image"])
+            expected = export_inference(model, [{"image": image}])[0]["instances"]
         try:
-            compare_instances(expected, actual, atol)
-        except AssertionError as e:
+            compare_instances(expected, exported.raw(image), atol)
+        except Exception as e:  # wrong outputs, or a traced shape that no longer fits
+            lines = [line for line in str(e).splitlines() if line.strip()] or [""]
+            # a TorchScript error ends with the Python error under its traceback
             raise ExportError(
                 f"the exported {type(model).__name__} does not reproduce the eager model on a "
-                f"{tuple(check[0]['image'].shape[-2:])} input: {e}. Its inference takes a "
-                "data-dependent branch that tracing fixed to the sample's; run the eager model "
-                "instead, or report the model."
+                f"{tuple(image.shape[-2:])} input ({type(e).__name__}: {lines[-1]}). Its inference "
+                "depends on the input (sizes or values) in a way that tracing fixed to the "
+                "sample's. If every image is resized to one size, export at that size with "
+                "--fixed-size; otherwise run the eager model."
             ) from e
     return exported
 
@@ -365,6 +385,12 @@ class ExportedModel:
     def raw(self, image: torch.Tensor) -> Instances:
         """Detections of one (C, H, W) input image, as the exported graph gives them (for a
         two-stage model, at the input's resolution and with RoI masks)."""
+        fixed = self.info.get("fixed_input_size")
+        if fixed is not None and list(image.shape[-2:]) != fixed:
+            raise ValueError(
+                f"this model was exported for {tuple(fixed)} inputs only, got "
+                f"{tuple(image.shape[-2:])}"
+            )
         if self._session is None:
             flat = self._model(image)
         else:
@@ -408,6 +434,11 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, help="folder for the model and export.json")
     parser.add_argument("--sample-image", help="image to trace with (default: first test image)")
     parser.add_argument("--atol", type=float, default=DEFAULT_ATOL, help="check tolerance")
+    parser.add_argument(
+        "--fixed-size",
+        action="store_true",
+        help="export for the sample's input size only (models whose inference depends on it)",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY=VALUE config overrides")
     return parser
 
@@ -419,7 +450,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
     # exported models run on CPU here; the traced graph carries no device of its own choosing
     model = instantiate(cfg.model).to("cpu").eval()
-    DetectionCheckpointer(model).load(args.weights)
+    try:
+        DetectionCheckpointer(model).load(args.weights)
+    except (AssertionError, OSError) as e:  # Detectron2 asserts that the file exists
+        print(f"export failed: cannot load --weights {args.weights}: {e}", file=sys.stderr)
+        return 2
     try:
         inputs = sample_inputs(cfg, args.sample_image)
         exported = export_model(
@@ -430,6 +465,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             atol=args.atol,
             input_format=_input_format(cfg),
             extra_info=_class_names(cfg),
+            fixed_size=args.fixed_size,
         )
     except ExportError as e:
         print(f"export failed: {e}", file=sys.stderr)

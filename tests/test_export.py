@@ -108,10 +108,19 @@ class BranchingModel(nn.Module):
 def test_a_data_dependent_branch_is_reported(tmp_path):
     bright = [{"image": torch.full((3, 16, 16), 200, dtype=torch.uint8)}]
     dark = [{"image": torch.full((3, 16, 16), 20, dtype=torch.uint8)}]
-    with pytest.raises(ExportError, match="data-dependent branch"):
+    with pytest.raises(ExportError, match="depends on the input.*--fixed-size"):
         export_model(BranchingModel(), bright, "torchscript", str(tmp_path), [bright, dark])
     # the same branch on images that take it gives a valid export
     export_model(BranchingModel(), bright, "torchscript", str(tmp_path), [bright])
+
+
+def test_a_fixed_size_export_refuses_other_sizes(tmp_path):
+    inputs = [{"image": torch.full((3, 16, 24), 200, dtype=torch.uint8)}]
+    exported = export_model(BranchingModel(), inputs, "torchscript", str(tmp_path), fixed_size=True)
+    assert exported.info["fixed_input_size"] == [16, 24]
+    assert len(exported.raw(inputs[0]["image"])) == 1
+    with pytest.raises(ValueError, match=r"exported for \(16, 24\) inputs only"):
+        exported.raw(torch.full((3, 24, 16), 200, dtype=torch.uint8))
 
 
 class StringOutputModel(BranchingModel):
@@ -192,3 +201,10 @@ def test_command_reports_a_missing_onnx_package(tiny_checkpoint, tmp_path, capsy
     status = export.main(args + ["--output", str(tmp_path), "--sample-image", image_path])
     assert status == 2
     assert "onnx is not installed: pip install onnx" in capsys.readouterr().err
+
+
+def test_command_reports_missing_weights(tmp_path, capsys):
+    config = get_config_file("quick_schedules/rs_retinanet_tiny.py")
+    args = ["--config-file", config, "--weights", str(tmp_path / "none.pth")]
+    assert export.main(args + ["--output", str(tmp_path)]) == 2
+    assert "cannot load --weights" in capsys.readouterr().err
