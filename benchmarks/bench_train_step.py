@@ -20,6 +20,9 @@ and ratios. The share of the RS step spent in the RS loss code (the heads' ``los
 building, RS, GIoU, balancing; and the mask loss) is measured in separate interleaved rounds with
 wrappers, and for the dense models also the share of the anchor assignment (``label_anchors``).
 
+Instance segmenters with meta-architectures of their own (SOLOv2, YOLACT): the stock model against
+its RS version, same backbone and input (YOLACT at its fixed square size), with the RS loss share.
+
 Last, the dense RS loss alone (forward + backward of ``rank_sort_loss``) is timed at the size of
 an R-50-FPN dense head (3 anchors per location x 80 classes: 5.4e6 logits for one 800 x 1333
 image; with ``--full``, the step's own 2 images of 800 x 800, 6.4e6) with 1500 positives, printed
@@ -96,7 +99,27 @@ DENSE = {
         "RS-PAA": "COCO-Detection/rs_paa_R_50_FPN_1x.py",
     },
 }
+# Instance segmenters, name: (RS config, stock config, square input side or None for --size)
+SEGMENTERS = {
+    "tiny": {
+        "SOLOv2": ("quick_schedules/rs_solov2_tiny.py", "quick_schedules/solov2_tiny.py", None),
+        "YOLACT": ("quick_schedules/rs_yolact_tiny.py", "quick_schedules/yolact_tiny.py", 160),
+    },
+    "full": {
+        "SOLOv2 R-101": (
+            "COCO-InstanceSegmentation/rs_solov2_R_101_FPN_3x.py",
+            "COCO-InstanceSegmentation/solov2_R_101_FPN_3x.py",
+            None,
+        ),
+        "YOLACT R-50": (
+            "COCO-InstanceSegmentation/rs_yolact_R_50_550_55e.py",
+            "COCO-InstanceSegmentation/yolact_R_50_550_55e.py",
+            550,  # its anchors are laid out for 550 x 550
+        ),
+    },
+}
 TARGET_TWO_STAGE = 1.1  # RS / stock without sampling
+TARGET_SEGMENTER = 1.1  # RS / stock
 TARGET_DENSE = 1.2  # RS / stock RetinaNet
 NO_SAMPLING = 1_000_000_000
 FPN_STRIDES = (8, 16, 32, 64, 128)
@@ -118,11 +141,11 @@ def build(config, device, num_classes, no_sampling=False):
     if no_sampling:
         model_cfg.proposal_generator.batch_size_per_image = NO_SAMPLING
         model_cfg.roi_heads.batch_size_per_image = NO_SAMPLING
+    # the one key that sets the whole model's class count (the configs keep Detectron2's links)
     if "roi_heads" in model_cfg:
         model_cfg.roi_heads.num_classes = num_classes
-    else:  # dense
+    else:
         model_cfg.num_classes = num_classes
-        model_cfg.head.num_classes = num_classes
     torch.manual_seed(0)
     model = instantiate(model_cfg).to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
@@ -291,6 +314,21 @@ def bench_two_stage(name, rs_cfg, stock_cfg, args, device):
     return row
 
 
+def bench_segmenter(name, rs_cfg, stock_cfg, size, args, device):
+    """One row of the instance-segmenter table: stock and RS, interleaved, and the RS loss share."""
+    batch = synthetic_batch(args.images, size or args.size, args.num_classes, device)
+    models = {
+        "stock": build(stock_cfg, device, args.num_classes),
+        "rs": build(rs_cfg, device, args.num_classes),
+    }
+    row = interleaved_medians(models, batch, device, args.repeats, args.warmup)
+    share = interleaved_shares({"rs": models["rs"]}, ("losses",), batch, device, args.share_repeats)
+    row["loss_share"] = share["rs"]["losses"]
+    row["model"] = name
+    row["size"] = size or args.size
+    return row
+
+
 def bench_dense(configs, args, device):
     """The dense table: every model's median step; shares of the RS models' loss and assignment."""
     batch = synthetic_batch(args.images, args.size, args.num_classes, device)
@@ -444,6 +482,30 @@ def main():
                 "RS / stock",
                 "RS loss share",
             ],
+            rows,
+            args.markdown,
+        )
+
+    rows = []
+    for model_name, (rs_cfg, stock_cfg, size) in SEGMENTERS[scale].items():
+        if not wanted(model_name):
+            continue
+        r = bench_segmenter(model_name, rs_cfg, stock_cfg, size, args, device)
+        rows.append(
+            [
+                r["model"],
+                f"{r['size']}x{r['size']}",
+                f"{r['stock']:.3f}",
+                f"{r['rs']:.3f}",
+                f"{r['rs'] / r['stock']:.2f}x",
+                f"{100 * r['loss_share']:.0f}%",
+            ]
+        )
+        print(f"  done {model_name}: {load_line()}", flush=True)
+    if rows:
+        print(f"Instance segmenters (target: RS / stock <= {TARGET_SEGMENTER}x)")
+        print_table(
+            ["model", "input", "stock (s)", "RS (s)", "RS / stock", "RS loss share"],
             rows,
             args.markdown,
         )
