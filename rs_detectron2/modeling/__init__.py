@@ -1,6 +1,7 @@
 """RS heads plugged into Detectron2 models by swapping a class and keeping its arguments."""
 
 from .assigners import ATSSAssigner, IoUAssigner, PAAAssigner
+from .backbone import FrozenStatsBatchNorm2d
 from .meta_arch import RSRetinaNet, ScaledRetinaNetHead, score_voting
 from .proposal_generator import RSRPN
 from .quality import regression_quality
@@ -10,6 +11,16 @@ from .roi_heads import (
     RSMaskRCNNConvUpsampleHead,
     RSStandardROIHeads,
 )
+from .solov2 import (
+    RSSOLOv2,
+    SOLOv2,
+    SOLOv2InstanceHead,
+    SOLOv2MaskFeatHead,
+    matrix_nms,
+    points_nms,
+    solov2_targets,
+)
+from .yolact import RSYOLACT, YOLACT, YOLACTFPN, ProtoNet, YOLACTHead, fast_nms
 
 __all__ = [
     "RSRPN",
@@ -24,4 +35,18 @@ __all__ = [
     "ATSSAssigner",
     "PAAAssigner",
     "regression_quality",
+    "FrozenStatsBatchNorm2d",
+    "SOLOv2",
+    "RSSOLOv2",
+    "SOLOv2InstanceHead",
+    "SOLOv2MaskFeatHead",
+    "matrix_nms",
+    "points_nms",
+    "solov2_targets",
+    "YOLACT",
+    "RSYOLACT",
+    "YOLACTHead",
+    "ProtoNet",
+    "YOLACTFPN",
+    "fast_nms",
 ]
