@@ -84,7 +84,9 @@ def trained(tmp_path_factory, small_set):
         f"train.checkpointer.period={ITERS}",
         "train.log_period=5",
         "train.seed=0",
+        "dataloader.train.total_batch_size=2",
         flags=["--dataset", small_set],
+        timeout=1800,
     )
     weights = os.path.join(out, "model_final.pth")
     thresholds = os.path.join(out, "lrp", "thresholds.json")
@@ -95,6 +97,7 @@ def trained(tmp_path_factory, small_set):
         *data,
         f"train.init_checkpoint={weights}",
         flags=["--eval-only", "--lrp-thresholds-out", thresholds, "--dataset", small_set],
+        timeout=1800,
     )
     return weights, thresholds, eval_dir
 
@@ -305,7 +308,7 @@ def test_predict_cli_writes_pictures_and_coco_results(trained, small_set, tmp_pa
         str(inputs),
         "dataloader.test.num_workers=0",  # an override after --input
     ]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "skipped 1 files that could not be read" in proc.stderr
     assert "broken.png" in proc.stderr
