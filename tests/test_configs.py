@@ -79,8 +79,12 @@ def test_full_configs_follow_the_paper(name):
     assert cfg.train.ranking_pool_images == 4
     assert cfg.train.device == ("cuda" if torch.cuda.is_available() else "cpu")
     base = os.path.basename(name)
-    if not base.endswith("_tv.py"):  # the torchvision backbone: tests/test_torchvision_backbone.py
-        # pretrained backbones keep Detectron2's FrozenBN default
+    if base.endswith("_tv.py"):  # the authors' torchvision R-50: BN stats frozen, affine trained
+        from rs_detectron2.modeling import FrozenStatsBatchNorm2d
+
+        assert cfg.model.backbone.bottom_up.stem.norm is FrozenStatsBatchNorm2d
+        assert cfg.train.init_checkpoint == "torchvision_R_50.pkl"
+    else:  # pretrained MSRA backbones keep Detectron2's FrozenBN default
         assert cfg.model.backbone.bottom_up.stem.norm == "FrozenBN"
     dense = any(k in base for k in ("retinanet", "atss", "paa"))
     ranking = base.split("_")[0] in RANKING_LOSSES
@@ -112,10 +116,10 @@ LVIS_CONFIGS = [c for c in CONFIGS if c.startswith("LVISv1")]
 
 
 def test_lvis_configs_found():
-    # the torchvision-backbone variants (*_tv.py) are checked in tests/test_torchvision_backbone.py
-    assert sorted(os.path.basename(c) for c in LVIS_CONFIGS if not c.endswith("_tv.py")) == [
+    assert sorted(os.path.basename(c) for c in LVIS_CONFIGS) == [
         "mask_rcnn_R_50_FPN_1x_rfs.py",
         "rs_mask_rcnn_R_50_FPN_1x_rfs.py",
+        "rs_mask_rcnn_R_50_FPN_1x_rfs_tv.py",
     ]
     assert "quick_schedules/rs_mask_rcnn_lvis_tiny.py" in CONFIGS
 
