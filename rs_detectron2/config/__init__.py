@@ -1,6 +1,6 @@
-"""yacs support: :func:`add_rs_config` adds the RS keys; importing this package also registers the
-RS-ATSS backbone builder (the RS heads register themselves when ``rs_detectron2.modeling`` is
-imported).
+"""yacs support: :func:`add_rs_config` adds the RS keys. Importing this package registers the RS
+heads in Detectron2's registries (they register when ``rs_detectron2.modeling`` is imported) and
+the RS-ATSS / RS-PAA backbone builder.
 
     from detectron2.config import get_cfg
     from detectron2.modeling import build_model
