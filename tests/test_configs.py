@@ -83,7 +83,7 @@ def test_full_configs_follow_the_paper(name):
         from rs_detectron2.modeling import FrozenStatsBatchNorm2d
 
         assert cfg.model.backbone.bottom_up.stem.norm is FrozenStatsBatchNorm2d
-        assert cfg.train.init_checkpoint == "torchvision_R_50.pkl"
+        assert cfg.train.init_checkpoint == "detectron2://ImageNetPretrained/torchvision/R-50.pkl"
     else:  # pretrained MSRA backbones keep Detectron2's FrozenBN default
         assert cfg.model.backbone.bottom_up.stem.norm == "FrozenBN"
     dense = any(k in base for k in ("retinanet", "atss", "paa"))

@@ -77,7 +77,7 @@ def test_tv_config_differs_from_its_msra_config_only_in_the_backbone(name):
     assert tv.model.input_format == "RGB"
     assert tv.dataloader.train.mapper.image_format == "RGB"
     assert tv.dataloader.test.mapper.image_format == "RGB"
-    assert tv.train.init_checkpoint == "torchvision_R_50.pkl"
+    assert tv.train.init_checkpoint == "detectron2://ImageNetPretrained/torchvision/R-50.pkl"
     assert tv.optimizer.params.weight_decay_norm is None
     assert msra.model.backbone.bottom_up.stem.norm == "FrozenBN"
     # everything else is the MSRA config's

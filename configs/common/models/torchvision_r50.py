@@ -1,14 +1,14 @@
 # The authors' backbone: torchvision's ImageNet ResNet-50 as mmdetection runs it in the RS paper's
 # configs ("pytorch" style: stride in the 3x3 conv; RGB input normalised with ImageNet mean / std
 # in 0-255 scale; BN statistics frozen, BN affine trainable; stem and res2 frozen). The MSRA configs
-# use Detectron2's caffe-style R-50 with FrozenBN instead. Weights: convert torchvision's checkpoint
-# with `python -m rs_detectron2.model_zoo.convert_torchvision` (README.md, "The authors' backbone
-# (torchvision R-50)") and put the output at TORCHVISION_R50 or set train.init_checkpoint.
+# use Detectron2's caffe-style R-50 with FrozenBN instead. Weights: Detectron2's conversion of
+# torchvision's ImageNet R-50 (the weights behind mmdetection's torchvision://resnet50); other
+# torchvision checkpoints: `python -m rs_detectron2.model_zoo.convert_torchvision` (README.md).
 from detectron2.model_zoo import get_config
 
 from rs_detectron2.modeling.backbone import FrozenStatsBatchNorm2d
 
-TORCHVISION_R50 = "torchvision_R_50.pkl"
+TORCHVISION_R50 = "detectron2://ImageNetPretrained/torchvision/R-50.pkl"
 IMAGENET = get_config("common/data/constants.py").constants
 
 
