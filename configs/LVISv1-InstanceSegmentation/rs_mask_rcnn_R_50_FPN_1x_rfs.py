@@ -4,7 +4,7 @@
 from ..common.data.lvis import NUM_CLASSES, dataloader
 from ..common.models.rs_mask_rcnn_fpn import model
 from ..common.optim import SGD as optimizer
-from ..common.schedule import SCHEDULE_1X, d2_90k
+from ..common.schedule import d2_90k, epoch_schedule_1x
 from ..common.train import train
 
 model.roi_heads.num_classes = NUM_CLASSES  # the box predictor and mask head follow
@@ -15,5 +15,5 @@ optimizer.lr = 0.012
 # epochs 8 and 11. The set's size is known once the dataset is loaded: train_net.py sets
 # train.max_iter and the LR steps at start and logs them. train.epoch_schedule=null keeps the 90k
 # below (Detectron2's 1x; with dataloader.train.rounding=stochastic, Detectron2's LVIS recipe).
-train.epoch_schedule = SCHEDULE_1X
+train.epoch_schedule = epoch_schedule_1x()
 train.max_iter, lr_multiplier = d2_90k()

@@ -12,11 +12,13 @@ from detectron2.solver import WarmupParamScheduler
 
 from rs_detectron2.engine.schedule import EpochSchedule
 
-# The authors' 1x; an LVIS config puts it in train.epoch_schedule, resolved at start from the
-# size of the repeated set (rs_detectron2.engine.schedule.resolve_epoch_schedule).
-SCHEDULE_1X = L(EpochSchedule)(
-    epochs=12, step_epochs=[8, 11], warmup_iters=500, warmup_factor=0.001
-)
+
+def epoch_schedule_1x():
+    """The authors' 1x as a config node for ``train.epoch_schedule`` (an LVIS config's), resolved
+    at start from the size of the repeated set (``rs_detectron2.engine.resolve_epoch_schedule``).
+    A function, so that importing it does not add a top-level key to the importing config."""
+    return L(EpochSchedule)(epochs=12, step_epochs=[8, 11], warmup_iters=500, warmup_factor=0.001)
+
 
 MAX_ITER_1X = 90000
 

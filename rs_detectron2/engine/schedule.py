@@ -17,7 +17,6 @@ a dataset size and a batch:
 import inspect
 import logging
 import math
-from dataclasses import dataclass
 from fractions import Fraction
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -38,7 +37,6 @@ __all__ = ["EpochSchedule", "resolve_epoch_schedule", "train_epoch_size"]
 logger = logging.getLogger("rs_detectron2")
 
 
-@dataclass(frozen=True)
 class EpochSchedule:
     """A step schedule in epochs: LR x0.1 after each of ``step_epochs``, ``epochs`` in all, and a
     linear warmup over the first ``warmup_iters`` iterations from ``warmup_factor`` x LR.
@@ -46,24 +44,43 @@ class EpochSchedule:
     Epoch ``e`` ends at iteration ``ceil(e * images_per_epoch / batch_size)`` (the first iteration
     by which ``e`` epochs of images were drawn): at COCO's 117,266 images and 16 per batch, 12
     epochs are 87,950 iterations with the steps at 58,633 and 80,621.
+
+    A plain class, not a dataclass: Detectron2's ``LazyCall`` stores a dataclass target as a
+    string, which ``LazyConfig.to_py`` then cannot print.
     """
 
-    epochs: int = 12
-    step_epochs: Sequence[int] = (8, 11)
-    warmup_iters: int = 500
-    warmup_factor: float = 0.001
-
-    def __post_init__(self):
-        steps = list(self.step_epochs)
-        if (
-            self.epochs <= 0
-            or steps != sorted(steps)
-            or any(not 0 < e < self.epochs for e in steps)
-        ):
+    def __init__(
+        self,
+        epochs: int = 12,
+        step_epochs: Sequence[int] = (8, 11),
+        warmup_iters: int = 500,
+        warmup_factor: float = 0.001,
+    ):
+        steps = tuple(step_epochs)
+        if epochs <= 0 or list(steps) != sorted(steps) or any(not 0 < e < epochs for e in steps):
             raise ValueError(
                 "an epoch schedule needs epochs > 0 and increasing step epochs inside (0, epochs);"
-                f" got epochs={self.epochs}, step_epochs={steps}"
+                f" got epochs={epochs}, step_epochs={list(steps)}"
             )
+        self.epochs = epochs
+        self.step_epochs = steps
+        self.warmup_iters = warmup_iters
+        self.warmup_factor = warmup_factor
+
+    def _key(self):
+        return (self.epochs, self.step_epochs, self.warmup_iters, self.warmup_factor)
+
+    def __eq__(self, other):
+        return isinstance(other, EpochSchedule) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __repr__(self):
+        return (
+            f"EpochSchedule(epochs={self.epochs}, step_epochs={self.step_epochs}, "
+            f"warmup_iters={self.warmup_iters}, warmup_factor={self.warmup_factor})"
+        )
 
     @staticmethod
     def end_of_epoch(epochs: float, images_per_epoch: float, batch_size: int) -> int:
