@@ -1,11 +1,15 @@
 """RS heads plugged into Detectron2 models by swapping a class and keeping its arguments."""
 
+from .anchor_validity import valid_anchor_mask
 from .assigners import ATSSAssigner, IoUAssigner, PAAAssigner
 from .backbone import FrozenStatsBatchNorm2d
+from .backbone_blocks import LastLevelP6P7NoReLU
+from .matcher import MinIoULowQualityMatcher
 from .meta_arch import RSRetinaNet, ScaledRetinaNetHead, score_voting
 from .proposal_generator import RSRPN
 from .quality import regression_quality
 from .roi_heads import (
+    GTProposalCascadeROIHeads,
     RSCascadeROIHeads,
     RSFastRCNNOutputLayers,
     RSMaskRCNNConvUpsampleHead,
@@ -36,6 +40,10 @@ __all__ = [
     "PAAAssigner",
     "regression_quality",
     "FrozenStatsBatchNorm2d",
+    "valid_anchor_mask",
+    "LastLevelP6P7NoReLU",
+    "MinIoULowQualityMatcher",
+    "GTProposalCascadeROIHeads",
     "SOLOv2",
     "RSSOLOv2",
     "SOLOv2InstanceHead",
