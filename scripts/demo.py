@@ -289,9 +289,11 @@ def main():
         f"TP {g['tp']:4d}  FP {g['fp']:4d}  misses {g['fn']:4d}"
     )
     print(f"    per-class oLRP thresholds: TP {o['tp']:4d}  FP {o['fp']:4d}  misses {o['fn']:4d}")
+    fewer_fp, fewer_fn = g["fp"] - o["fp"], g["fn"] - o["fn"]
     print(
-        f"    -> the oLRP thresholds remove {g['fp'] - o['fp']} false positives and "
-        f"{g['fn'] - o['fn']} misses (negative: added) compared with {args.global_threshold:.2f}"
+        f"    -> compared with {args.global_threshold:.2f}, the oLRP thresholds "
+        f"{'remove' if fewer_fp >= 0 else 'add'} {abs(fewer_fp)} false positives and "
+        f"{'remove' if fewer_fn >= 0 else 'add'} {abs(fewer_fn)} misses"
     )
     for item in described:
         print(f"  {item['image']}: predicted {item['predicted']}")
