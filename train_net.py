@@ -69,6 +69,7 @@ from rs_detectron2.engine import (
     existing_checkpoint,
     iteration_seed,
     move_run_aside,
+    resolve_epoch_schedule,
     start_train_loader_at,
 )
 from rs_detectron2.engine.validate import (
@@ -80,6 +81,7 @@ from rs_detectron2.engine.validate import (
     check_eval_weights,
     check_overrides,
     mask_format_override,
+    ranking_pool_warning,
 )
 from rs_detectron2.evaluation import OLRPEvaluator
 from rs_detectron2.evaluation.thresholds import thresholds_from_olrp, write_thresholds
@@ -184,6 +186,9 @@ def do_train(args, cfg):
     (the checkpoints written so far stay good). With ``--resume`` the data stream and, when
     ``train.seed >= 0``, the random state continue where the checkpoint left them.
     """
+    # an epoch-counted schedule (the LVIS configs') becomes max_iter and LR steps once the
+    # training set's repeated size is known
+    resolve_epoch_schedule(cfg)
     model = instantiate(cfg.model)
     logger.info(f"Model:\n{model}")
     model.to(cfg.train.device)
@@ -259,7 +264,11 @@ def start_up_checks(cfg, args):
     """
     if args.eval_only:
         check_eval_weights(cfg.train.init_checkpoint)
-    if args.skip_checks or args.eval_only:
+        return []
+    warning = ranking_pool_warning(cfg, args.num_gpus * args.num_machines)
+    if warning:
+        print(f"train_net.py: warning: {warning}", file=sys.stderr)
+    if args.skip_checks:
         return []
     facts = config_facts(args.config_file, args.opts)
     check_datasets_registered(facts.train_names)

@@ -75,7 +75,7 @@ def test_full_configs_follow_the_paper(name):
         assert list(cfg.lr_multiplier.scheduler.milestones) == [58633, 80621, 87950]
         assert cfg.lr_multiplier.warmup_length * cfg.train.max_iter == pytest.approx(500)
         assert cfg.lr_multiplier.warmup_factor == pytest.approx(0.001)
-        assert "epoch_schedule" not in cfg.train
+        assert cfg.train.epoch_schedule is None
     assert cfg.train.ranking_pool_images == 4
     assert cfg.train.device == ("cuda" if torch.cuda.is_available() else "cpu")
     base = os.path.basename(name)

@@ -271,3 +271,38 @@ def test_repeat_factor_sampler_defaults_to_ceil(shapes):
     size = int(factors.sum())
     for counts in epochs_of(iter(sampler), size, 3):
         assert [counts[i] for i in range(len(dicts))] == factors.astype(int).tolist()
+
+
+# ------------------------------------------------------------------------------- through train_net
+
+
+def test_train_net_trains_for_the_resolved_epoch_schedule_and_warns_on_the_pool(tmp_path, shapes):
+    """train_net.py turns an epoch schedule into max_iter from the repeated set (a quarter epoch
+    here, so the run stays short) and warns that 2 images per process is not the paper's pool."""
+    from test_train_e2e import read_metrics, run_train_net
+
+    out = str(tmp_path / "out")
+    schedule = (
+        "train.epoch_schedule={_target_:rs_detectron2.engine.EpochSchedule,"
+        "epochs:0.25,step_epochs:[],warmup_iters:5}"
+    )
+    proc = run_train_net(
+        "configs/quick_schedules/rs_mask_rcnn_lvis_tiny.py",
+        out,
+        schedule,
+        "dataloader.train.total_batch_size=2",
+        "train.eval_period=0",
+        "train.log_period=1",
+        "train.checkpointer.period=100000",
+        "train.seed=0",
+    )
+    cfg = LazyConfig.load(os.path.join(CONFIGS, "quick_schedules", "rs_mask_rcnn_lvis_tiny.py"))
+    dicts = get_training_dataset_dicts("rs_shapes_lvis_train")
+    thresh = cfg.dataloader.train.repeat_thresh
+    factors = RepeatFactorTrainingSampler.repeat_factors_from_category_frequency(dicts, thresh)
+    max_iter = math.ceil(0.25 * int(torch.ceil(factors).sum()) / 2)
+    assert max_iter != cfg.train.max_iter  # else the test could not tell
+    iterations = [r["iteration"] for r in read_metrics(out) if "total_loss" in r]
+    assert iterations[-1] == max_iter - 1
+    assert f"train.max_iter {max_iter}" in proc.stdout + proc.stderr
+    assert "warning" in proc.stderr and "pool=global" in proc.stderr

@@ -19,3 +19,7 @@ train.clip_gradients = dict(max_norm=None, norm_type=2.0)
 # Images per process of the recipe's ranking pool (the RS paper: 4 GPUs x 4 images, each GPU ranking
 # its own 4); train_net.py warns at start when a ranking loss with pool="local" sees another number.
 train.ranking_pool_images = 4
+# A schedule counted in epochs (rs_detectron2.engine.EpochSchedule), turned into max_iter and the LR
+# steps at start from the training set's size; the LVIS configs set one (12 epochs of the repeated
+# set). None: train.max_iter and lr_multiplier as written.
+train.epoch_schedule = None
