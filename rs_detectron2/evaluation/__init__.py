@@ -10,7 +10,15 @@ from .fast_coco import (
     evaluate_predictions_on_lvis_fast,
 )
 from .lvis_compat import LVISAPIEvaluator
-from .olrp import OLRPEvaluator, olrp_from_coco, optimal_lrp
+from .olrp import OLRPEvaluator, match_detections, olrp_from_coco, optimal_lrp
+from .thresholds import (
+    ClassThresholds,
+    count_detection_errors,
+    read_thresholds,
+    resolve_class_thresholds,
+    thresholds_from_olrp,
+    write_thresholds,
+)
 
 __all__ = [
     "build_evaluator",
@@ -24,4 +32,11 @@ __all__ = [
     "OLRPEvaluator",
     "olrp_from_coco",
     "optimal_lrp",
+    "match_detections",
+    "ClassThresholds",
+    "count_detection_errors",
+    "read_thresholds",
+    "resolve_class_thresholds",
+    "thresholds_from_olrp",
+    "write_thresholds",
 ]
