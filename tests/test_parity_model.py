@@ -17,7 +17,7 @@ from detectron2.utils.events import EventStorage
 
 from rs_detectron2.model_zoo import get_config, get_config_file
 from rs_detectron2.modeling.anchor_validity import valid_anchor_mask
-from rs_detectron2.modeling.backbone_blocks import LastLevelP6P7NoReLU
+from rs_detectron2.modeling.backbone import LastLevelP6P7NoReLU
 from rs_detectron2.modeling.matcher import MinIoULowQualityMatcher
 from rs_detectron2.modeling.meta_arch import rs_retinanet
 from rs_detectron2.modeling.roi_heads import GT_PROPOSAL_FIELD, GTProposalCascadeROIHeads

@@ -4,7 +4,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone import FPN, build_resnet_backbone
 
-from ..modeling.backbone_blocks import LastLevelP6P7NoReLU
+from ..modeling.backbone import LastLevelP6P7NoReLU
 
 __all__ = ["build_rs_atss_resnet_fpn_backbone"]
 

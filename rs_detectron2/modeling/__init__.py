@@ -2,8 +2,7 @@
 
 from .anchor_validity import valid_anchor_mask
 from .assigners import ATSSAssigner, IoUAssigner, PAAAssigner
-from .backbone import FrozenStatsBatchNorm2d
-from .backbone_blocks import LastLevelP6P7NoReLU
+from .backbone import FrozenStatsBatchNorm2d, LastLevelP6P7NoReLU
 from .matcher import MinIoULowQualityMatcher
 from .meta_arch import RSRetinaNet, ScaledRetinaNetHead, score_voting
 from .proposal_generator import RSRPN

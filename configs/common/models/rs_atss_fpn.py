@@ -10,7 +10,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
 
 from rs_detectron2.modeling import ATSSAssigner, ScaledRetinaNetHead
-from rs_detectron2.modeling.backbone_blocks import LastLevelP6P7NoReLU
+from rs_detectron2.modeling.backbone import LastLevelP6P7NoReLU
 
 from .rs_retinanet_fpn import model
 

@@ -12,10 +12,10 @@ from detectron2.modeling.backbone import BasicStem, ResNet
 from detectron2.modeling.box_regression import Box2BoxTransform
 
 from rs_detectron2.modeling.assigners import IoUAssigner
+from rs_detectron2.modeling.backbone import LastLevelP6P7NoReLU
 from rs_detectron2.modeling.yolact import (
     YOLACT,
     YOLACTFPN,
-    LastLevelP6P7NoReLU,
     ProtoNet,
     YOLACTHead,
     pyramid_strides,

@@ -3,7 +3,7 @@ meta-architectures, their head, protonet, FPN, mask assembly and Fast NMS."""
 
 from .assembly import assemble_masks, crop_masks, gt_masks_at, relative_boxes
 from .fast_nms import batched_pairwise_iou, fast_nms
-from .fpn import YOLACTFPN, LastLevelP6P7NoReLU, pyramid_strides
+from .fpn import YOLACTFPN, pyramid_strides
 from .head import ProtoNet, YOLACTHead
 from .meta_arch import YOLACT, Positives, yolact_postprocess
 from .rs_yolact import RSYOLACT
@@ -14,7 +14,6 @@ __all__ = [
     "YOLACTHead",
     "ProtoNet",
     "YOLACTFPN",
-    "LastLevelP6P7NoReLU",
     "Positives",
     "assemble_masks",
     "batched_pairwise_iou",

@@ -7,17 +7,9 @@ from typing import List
 
 import torch.nn.functional as F
 
-from detectron2.modeling.backbone.fpn import FPN, LastLevelP6P7
+from detectron2.modeling.backbone.fpn import FPN
 
-__all__ = ["LastLevelP6P7NoReLU", "YOLACTFPN", "pyramid_strides"]
-
-
-class LastLevelP6P7NoReLU(LastLevelP6P7):
-    """Detectron2's P6 / P7 block (stride-2 3x3 convs) without the ReLU between P6 and P7."""
-
-    def forward(self, x):
-        p6 = self.p6(x)
-        return [p6, self.p7(p6)]
+__all__ = ["YOLACTFPN", "pyramid_strides"]
 
 
 class YOLACTFPN(FPN):
