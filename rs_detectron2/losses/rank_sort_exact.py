@@ -273,29 +273,35 @@ def _sorting_share(lS, D):
 def _pairs_dense(p, y, delta) -> _PairSums:
     """Positive-positive sums in row chunks of the dense P x P matrix ``h[i, k] = H(s_k - s_i)``.
 
-    ``p``: (P,) float64 sorted centred logits, ``y``: (P,) float64 targets in the same order.
+    ``p``: (P,) float64 sorted centred logits, ``y``: (P,) targets in the same order (any floating
+    dtype: compared as is, summed in float64). ``R`` and ``C`` need no quality condition and come
+    from prefix sums (:func:`_ranks_and_costs`); the matrix is built once per chunk, already
+    restricted to the lower-quality positives, for ``D``, ``E`` and the inflow.
     """
     num_pos = p.numel()
-    values = torch.stack([torch.ones_like(y), 1.0 - y], dim=1)  # (P, 2): counts and (1 - y) sums
-    R = torch.empty_like(p)
+    R, C = _ranks_and_costs(p, y, delta)
+    one_minus_y = 1.0 - y.to(torch.float64)
+    values = torch.stack([torch.ones_like(one_minus_y), one_minus_y], dim=1)  # (P, 2)
+    del one_minus_y
     lS = torch.empty_like(p)
     D = torch.empty_like(p)
     inflow = torch.zeros_like(p)
     rows = max(1, _BLOCK // num_pos)
+    if delta > 0:  # H(s_k - s_i) = clamp(s_k / (2 delta) - (s_i / (2 delta) - 1/2), 0, 1)
+        scaled = p * (0.5 / delta)
+        scaled_rows = scaled - 0.5
     for start in range(0, num_pos, rows):
         end = min(start + rows, num_pos)
-        if delta > 0:  # H(s_k - s_i) = clamp((s_k - (s_i - delta)) / (2 delta), 0, 1)
-            h = (p[None, :] - (p[start:end, None] - delta)).mul_(0.5 / delta).clamp_(0.0, 1.0)
+        if delta > 0:
+            h = (scaled[None, :] - scaled_rows[start:end, None]).clamp_(0.0, 1.0)
         else:
             h = (p[None, :] >= p[start:end, None]).to(p.dtype)
-        h_low = torch.where(y[None, :] < y[start:end, None], h, 0.0)  # lower-quality positives
-        rc = h @ values
-        de = h_low @ values
-        ls = _sorting_error(rc[:, 0], rc[:, 1], de[:, 0], de[:, 1])
-        R[start:end] = rc[:, 0]
+        h.masked_fill_(y[None, :] >= y[start:end, None], 0.0)  # keep y_k < y_i only
+        de = h @ values
+        ls = _sorting_error(R[start:end], C[start:end], de[:, 0], de[:, 1])
         lS[start:end] = ls
         D[start:end] = de[:, 0]
-        inflow += _sorting_share(ls, de[:, 0]) @ h_low
+        inflow += _sorting_share(ls, de[:, 0]) @ h
     return _PairSums(R, lS.mean(), inflow.sub_(torch.where(D > _EPS, lS, 0.0)))
 
 
@@ -668,7 +674,7 @@ def _positive_pairs(p, y, delta, method: str) -> _PairSums:
         method = "tree" if p.numel() >= crossover else "dense"
     if method == "tree":
         return _pairs_tree(p, y, delta)
-    return _pairs_dense(p, y.to(torch.float64), delta)
+    return _pairs_dense(p, y, delta)
 
 
 # ----------------------------------------------------------------------------------------------
