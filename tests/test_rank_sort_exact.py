@@ -152,6 +152,20 @@ def test_tree_matches_dense_pass_in_float32():
     assert_close(tree, dense, rtol=1e-6)
 
 
+@pytest.mark.parametrize("delta", [0.5, 0.0])
+def test_tree_leaf_chunks_do_not_change_the_result(delta):
+    """A large input lets the tree's leaf sums take more queries per chunk (``budget``): every
+    query's leaf is still summed alone, so the result is the same to the bit."""
+    s, y = make_case(45, 20000, 3000, targets="quant", num_ign=500)
+    pos = y > 0
+    p, order = s[pos].sort()
+    targets = y[pos][order]
+    small = exact_module._positive_pairs(p, targets, delta, "tree")
+    large = exact_module._positive_pairs(p, targets, delta, "tree", budget=1 << 20)
+    for a, b in zip(small, large):
+        assert torch.equal(a, b)
+
+
 def test_equal_qualities_give_exactly_zero_sorting_terms():
     """All positives share one target: nothing is of lower quality, so D_i = 0 exactly and the
     sorting error is exactly 0 in both passes (not rounding noise around it)."""
@@ -165,8 +179,9 @@ def test_equal_qualities_give_exactly_zero_sorting_terms():
 
 def test_automatic_choice_and_bad_method():
     """ "auto" uses the dense pass for few positives and the tree for many; both equal it."""
-    few = make_case(43, 2000, exact_module._TREE_MIN_POS["cpu"] - 1, num_ign=100)
-    many = make_case(44, 8000, exact_module._TREE_MIN_POS["cpu"] + 1, num_ign=100)
+    crossover = exact_module._TREE_MIN_POS["cpu"]
+    few = make_case(43, 2 * crossover, crossover - 1, num_ign=100)
+    many = make_case(44, 4 * crossover, crossover + 1, num_ign=100)
     for (s, y), same_as in ((few, "dense"), (many, "tree")):
         auto = rank_sort_exact(s, y, 0.5)
         chosen = rank_sort_exact(s, y, 0.5, pairs=same_as)
@@ -202,6 +217,19 @@ def test_flat_and_compacted_walks_match_loop_reference(pairs, monkeypatch):
         expected = reference_rank_sort(logits, y, 0.5, use_threshold=True)
         assert_close(rank_sort_exact(logits, y, 0.5, pairs=pairs), expected, rtol=1e-9)
     assert walks == [False, True]
+
+
+def test_masked_minimum_in_chunks(monkeypatch):
+    """The positives' minimum logit, taken in chunks: any chunk may hold it, the last one may be
+    partial, and an empty mask gives +inf."""
+    monkeypatch.setattr(exact_module, "_NEG_BLOCK", 1000)
+    g = torch.Generator().manual_seed(61)
+    s = torch.randn(4500, generator=g)
+    for where in ([4499], [0, 2500], [999, 1000, 4000]):
+        mask = torch.zeros(4500, dtype=torch.bool)
+        mask[where] = True
+        assert exact_module._masked_min(s, mask).item() == s[mask].min().item()
+    assert exact_module._masked_min(s, torch.zeros_like(s, dtype=torch.bool)).item() == math.inf
 
 
 @pytest.mark.parametrize("pairs", ["dense", "tree"])

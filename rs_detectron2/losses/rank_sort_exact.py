@@ -47,7 +47,7 @@ _NEG_BLOCK = 1 << 16
 _NEG_MIN_BLOCK = {"cpu": 4096, "cuda": 1 << 16}
 # From this many positives on, the tree pass replaces the dense one (the crossover measured with
 # benchmarks/bench_rank_sort.py --crossover; README.md, "The loss at scale").
-_TREE_MIN_POS = {"cpu": 1024, "cuda": 2048}
+_TREE_MIN_POS = {"cpu": 2048, "cuda": 2048}
 _PAIR_METHODS = ("auto", "dense", "tree")
 # The tree pass sums leaves of 2^_LEAF_LEVEL quality positions directly, and leaves of 64 up to
 # _WIDE_LEAF_MAX_POS positives (fewer levels: kernel launches dominate there).
@@ -77,6 +77,19 @@ class _Counts(NamedTuple):
     num_cand: int
 
 
+def _masked_min(s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """0-dim minimum of ``s`` where ``mask`` (+inf where it selects nothing), in chunks of
+    ``_NEG_BLOCK``: an input-sized temporary would cost more in page faults than the minimum."""
+    inf = torch.tensor(float("inf"), dtype=s.dtype, device=s.device)
+    if s.numel() <= _NEG_BLOCK:
+        return torch.where(mask, s, inf).amin()
+    mins = s.new_empty(-(-s.numel() // _NEG_BLOCK))
+    for i, start in enumerate(range(0, s.numel(), _NEG_BLOCK)):
+        chunk = slice(start, start + _NEG_BLOCK)
+        torch.amin(torch.where(mask[chunk], s[chunk], inf), dim=0, out=mins[i])
+    return mins.amin()
+
+
 def _check_and_count(s: torch.Tensor, y: torch.Tensor, delta: float) -> _Counts:
     """Masks, counts and validity checks, read back to the host together (one synchronisation).
 
@@ -84,10 +97,9 @@ def _check_and_count(s: torch.Tensor, y: torch.Tensor, delta: float) -> _Counts:
     candidates also finds the positives. Raises on non-finite logits and on targets above 1 or NaN.
     """
     pos_mask = y > 0
-    inf = torch.tensor(float("inf"), dtype=s.dtype, device=s.device)
-    threshold = (torch.where(pos_mask, s, inf).min().to(torch.float64) - delta).to(s.dtype)
+    threshold = (_masked_min(s, pos_mask).to(torch.float64) - delta).to(s.dtype)
     # Rounded down, so that no negative with H > 0 is lost to rounding (extra ones add exactly 0).
-    threshold = torch.nextafter(threshold, -inf)
+    threshold = torch.nextafter(threshold, torch.full_like(threshold, -float("inf")))
     cand_mask = s >= threshold
     s_min, s_max = torch.aminmax(s)  # NaN propagates, so both are finite iff every logit is
     # float64 holds the counts exactly (float32 would round counts above 2^24)
@@ -271,15 +283,19 @@ def _sorting_share(lS, D):
 
 
 def _pairs_dense(p, y, delta) -> _PairSums:
-    """Positive-positive sums in row chunks of the dense P x P matrix ``h[i, k] = H(s_k - s_i)``.
+    """Positive-positive sums in row chunks of the dense matrix ``h[i, k] = H(s_k - s_i)``.
 
     ``p``: (P,) float64 sorted centred logits, ``y``: (P,) targets in the same order (any floating
     dtype: compared as is, summed in float64). ``R`` and ``C`` need no quality condition and come
-    from prefix sums (:func:`_ranks_and_costs`); the matrix is built once per chunk, already
-    restricted to the lower-quality positives, for ``D``, ``E`` and the inflow.
+    from prefix sums (:func:`_ranks_and_costs`). ``D``, ``E`` and the inflow need only the pairs
+    with ``y_k < y_i``: with rows and columns in quality order those lie before row i's column, so
+    a chunk of rows builds the columns up to its last row only (half the matrix in all).
     """
     num_pos = p.numel()
     R, C = _ranks_and_costs(p, y, delta)
+    y, by_quality = y.sort(stable=True)  # everything below is in quality order
+    p = p.index_select(0, by_quality)
+    R_q, C_q = R.index_select(0, by_quality), C.index_select(0, by_quality)
     one_minus_y = 1.0 - y.to(torch.float64)
     values = torch.stack([torch.ones_like(one_minus_y), one_minus_y], dim=1)  # (P, 2)
     del one_minus_y
@@ -293,16 +309,19 @@ def _pairs_dense(p, y, delta) -> _PairSums:
     for start in range(0, num_pos, rows):
         end = min(start + rows, num_pos)
         if delta > 0:
-            h = (scaled[None, :] - scaled_rows[start:end, None]).clamp_(0.0, 1.0)
+            h = (scaled[None, :end] - scaled_rows[start:end, None]).clamp_(0.0, 1.0)
         else:
-            h = (p[None, :] >= p[start:end, None]).to(p.dtype)
-        h.masked_fill_(y[None, :] >= y[start:end, None], 0.0)  # keep y_k < y_i only
-        de = h @ values
-        ls = _sorting_error(R[start:end], C[start:end], de[:, 0], de[:, 1])
+            h = (p[None, :end] >= p[start:end, None]).to(p.dtype)
+        h.masked_fill_(y[None, :end] >= y[start:end, None], 0.0)  # keep y_k < y_i only
+        de = h @ values[:end]
+        ls = _sorting_error(R_q[start:end], C_q[start:end], de[:, 0], de[:, 1])
         lS[start:end] = ls
         D[start:end] = de[:, 0]
-        inflow += _sorting_share(ls, de[:, 0]) @ h
-    return _PairSums(R, lS.mean(), inflow.sub_(torch.where(D > _EPS, lS, 0.0)))
+        inflow[:end] += _sorting_share(ls, de[:, 0]) @ h
+    g_sort = inflow.sub_(torch.where(D > _EPS, lS, 0.0))
+    # back to logit order
+    g_sort = torch.empty_like(g_sort).index_put_((by_quality,), g_sort)
+    return _PairSums(R, lS.mean(), g_sort)
 
 
 def _exclusive_cumsum(x: torch.Tensor) -> torch.Tensor:
@@ -464,16 +483,16 @@ def _leaf_selection(bound, num_pos: int, suffix: bool, leaf_level: int):
     return leaf.clamp_max(-(-num_pos // (1 << leaf_level)) - 1), selected & (qpos < num_pos)
 
 
-def _leaf_sums(leaves, bound, p, delta, suffix: bool, leaf_level: int):
+def _leaf_sums(leaves, bound, p, delta, suffix: bool, leaf_level: int, block: int):
     """Per query, the sums of H and of H * value over the selected positives of its leaf: (P, 2).
 
     ``leaves`` (P / B, B, 2) holds (logit, value) per leaf (:func:`_quality_leaves`). H is
     ``H(s_k - s_i)`` for the lower-quality side and ``H(s_i - s_k)`` for the higher one
-    (``suffix``). Queries are taken in chunks of a few times the tree walk's chunk in elements.
+    (``suffix``). Queries are taken in chunks of about ``block`` (query, leaf position) pairs.
     """
     num_pos = p.numel()
     out = p.new_empty(num_pos, 2)
-    rows = max(64, (2 * _tree_chunk(num_pos, p.device)) >> leaf_level)
+    rows = max(64, block >> leaf_level)
     for start in range(0, num_pos, rows):
         end = min(start + rows, num_pos)
         leaf, selected = _leaf_selection(bound[start:end], num_pos, suffix, leaf_level)
@@ -527,7 +546,7 @@ def _windows(p, delta):
     return lo, hi
 
 
-def _lower_quality_sums(q_of, tie_start, p, y, delta, leaf_level: int):
+def _lower_quality_sums(q_of, tie_start, p, y, delta, leaf_level: int, leaf_block: int):
     """D_i and E_i (P,) float64 over the positives of lower quality (before i's tie group): the
     tree walk above the leaves, then the leaf holding ``tie_start[i]``, summed with H itself."""
     D = torch.zeros_like(p)
@@ -566,13 +585,13 @@ def _lower_quality_sums(q_of, tie_start, p, y, delta, leaf_level: int):
             E[rows] += at[1, :, 0] - at[0, :, 0]
     del walk
     leaves = _quality_leaves((p, 1.0 - y.to(torch.float64)), _by_quality(q_of), leaf_level)
-    leaf_sums = _leaf_sums(leaves, tie_start, p, delta, False, leaf_level)
+    leaf_sums = _leaf_sums(leaves, tie_start, p, delta, False, leaf_level, leaf_block)
     D.clamp_min_(0.0).add_(leaf_sums[:, 0])  # the tree part may round below 0 when empty
     E.clamp_min_(0.0).add_(leaf_sums[:, 1])
     return D, E
 
 
-def _higher_quality_inflow_(inflow, q_of, tie_end, p, share, delta, leaf_level: int):
+def _higher_quality_inflow_(inflow, q_of, tie_end, p, share, delta, leaf_level, leaf_block):
     """Adds to ``inflow`` (P,) the sums over the positives k of higher quality (from the end of
     i's tie group on) of ``share[k] * H(s_i - s_k)``: tree walk, then the leaf holding
     ``tie_end[i]``."""
@@ -610,7 +629,7 @@ def _higher_quality_inflow_(inflow, q_of, tie_end, p, share, delta, leaf_level: 
             inflow[rows] += at[1, :, 0] - at[0, :, 0]
     del walk
     leaves = _quality_leaves((p, share), _by_quality(q_of), leaf_level)
-    inflow += _leaf_sums(leaves, tie_end, p, delta, True, leaf_level)[:, 1]
+    inflow += _leaf_sums(leaves, tie_end, p, delta, True, leaf_level, leaf_block)[:, 1]
     return inflow
 
 
@@ -637,7 +656,7 @@ def _ranks_and_costs(p, y, delta):
     return R, C
 
 
-def _pairs_tree(p, y, delta) -> _PairSums:
+def _pairs_tree(p, y, delta, budget: int = 0) -> _PairSums:
     """Positive-positive sums in O(P log P) with the quality tree (same inputs as the dense pass).
 
     With delta > 0, ``H(s_k - s_i)`` is 1 for ranks ``k >= hi_i`` (s_k > s_i + delta), linear for
@@ -647,11 +666,14 @@ def _pairs_tree(p, y, delta) -> _PairSums:
     Leaves of 2^_LEAF_LEVEL quality positions are summed directly, with H itself. Each level's
     sums are folded into D, E and the inflow at once, and per-positive arrays are dropped as soon
     as they are used, so that the peak memory stays a small multiple of P (8-byte words).
+    ``budget``: (query, leaf position) pairs that one chunk of the leaf sums may take, about 40
+    bytes each (at least twice the tree walk's chunk: larger chunks mean fewer kernel launches).
     """
     num_pos = p.numel()
+    leaf_block = max(budget, 2 * _tree_chunk(num_pos, p.device))
     q_of, tie_start, tie_end = _quality_positions(y)
     leaf_level = min(_LEAF_LEVEL if num_pos > _WIDE_LEAF_MAX_POS else 6, num_pos.bit_length())
-    D, E = _lower_quality_sums(q_of, tie_start, p, y, delta, leaf_level)
+    D, E = _lower_quality_sums(q_of, tie_start, p, y, delta, leaf_level, leaf_block)
     del tie_start
     R, C = _ranks_and_costs(p, y, delta)
     lS = _sorting_error(R, C, D, E)
@@ -662,18 +684,18 @@ def _pairs_tree(p, y, delta) -> _PairSums:
     del D
     loss_sort = lS.mean()
     del lS
-    _higher_quality_inflow_(g_sort, q_of, tie_end, p, share, delta, leaf_level)
+    _higher_quality_inflow_(g_sort, q_of, tie_end, p, share, delta, leaf_level, leaf_block)
     return _PairSums(R, loss_sort, g_sort)
 
 
-def _positive_pairs(p, y, delta, method: str) -> _PairSums:
+def _positive_pairs(p, y, delta, method: str, budget: int = 0) -> _PairSums:
     """The dense or the tree pass (``method``: "auto", "dense" or "tree"); ``y`` (P,) in any
-    floating dtype (compared as is, summed in float64)."""
+    floating dtype (compared as is, summed in float64); ``budget`` as in :func:`_pairs_tree`."""
     if method == "auto":
         crossover = _TREE_MIN_POS.get(p.device.type, _TREE_MIN_POS["cuda"])
         method = "tree" if p.numel() >= crossover else "dense"
     if method == "tree":
-        return _pairs_tree(p, y, delta)
+        return _pairs_tree(p, y, delta, budget)
     return _pairs_dense(p, y, delta)
 
 
@@ -755,7 +777,9 @@ def rank_sort_exact(s: torch.Tensor, y: torch.Tensor, delta: float, *, pairs: st
     counts = counts._replace(pos_mask=None, cand_mask=None)
     targets = pos.y
     pos = pos._replace(y=None)
-    pair = _positive_pairs(pos.p, targets, delta, pairs)
+    # Chunk temporaries of the tree's leaf sums (about 40 bytes per element) within 1/8 of the
+    # 8 bytes per entry of float32 logits and targets.
+    pair = _positive_pairs(pos.p, targets, delta, pairs, budget=s.numel() // 40)
     del targets
     nfp, gap_of, lo, hi = _negatives_nfp(s, y, counts, pos, walk, delta)
 
