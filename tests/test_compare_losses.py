@@ -81,14 +81,26 @@ def test_results_file_is_rewritten_whole(tmp_path):
     assert not os.path.exists(path + ".tmp")
 
 
+def test_parallel_runs_share_the_cores(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert [cl.threads_per_job(j) for j in (1, 2, 3, 16)] == [None, 4, 2, 1]
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice wins
+    assert cl.threads_per_job(2) is None
+    with pytest.raises(SystemExit):
+        cl.parse_args(["--jobs", "0"])
+
+
 def test_one_pair_one_seed_trains_evaluates_and_resumes(tmp_path):
     out = tmp_path / "cmp"
     cmd = [sys.executable, SCRIPT, "--pairs", "retinanet", "--seeds", "1", "--iters", "1"]
+    cmd += ["--jobs", "2"]  # both models at once, one thread each (finishing in either order)
     # fewer candidate boxes per level: an untrained model's NMS is most of the run's time
     cmd += ["--output", str(out), "--markdown", "--opts", "model.test_topk_candidates=50"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = json.loads((out / "results.json").read_text())["runs"]
+    runs.sort(key=lambda r: r["config"])
     assert [(r["config"], r["seed"], r["iters"], r["status"], r["opts"]) for r in runs] == [
         ("quick_schedules/retinanet_tiny.py", 0, 1, "ok", ["model.test_topk_candidates=50"]),
         ("quick_schedules/rs_retinanet_tiny.py", 0, 1, "ok", ["model.test_topk_candidates=50"]),
@@ -98,7 +110,7 @@ def test_one_pair_one_seed_trains_evaluates_and_resumes(tmp_path):
             value = r["metrics"][key]
             assert math.isnan(value) or 0.0 <= value <= 100.0, (key, value)
         assert "segm/AP" not in r["metrics"]  # a box-only model
-        assert r["wall_s"] >= r["train_s"] > 0
+        assert r["wall_s"] >= r["train_s"] > 0 and r["jobs"] == 2
         assert os.path.isfile(os.path.join(r["output_dir"], "model_final.pth"))
         # the detections oLRP was computed from are the ones train_net.py's evaluation saved
         detections = os.path.join(r["output_dir"], "inference", "coco_instances_results.json")
