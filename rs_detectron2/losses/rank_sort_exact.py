@@ -38,8 +38,8 @@ import torch
 __all__ = ["rank_sort_exact"]
 
 _EPS = 1e-10
-# Elements per block of the dense positive-positive pass (rows x P): 2^17-2^18 elements is the
-# sweet spot on a 2-core CPU; it also bounds memory.
+# Elements per block of the dense positive-positive pass (rows x P): 2^17 elements is the sweet
+# spot on a 2-core CPU; smaller where the input is small (see rank_sort_exact's budget).
 _BLOCK = 1 << 17
 # Entries per chunk of the negatives' pass: at most _NEG_BLOCK, at least _NEG_MIN_BLOCK, else about
 # 1/64 of the input, so that the chunk's temporaries stay far below the input's size.
@@ -282,7 +282,7 @@ def _sorting_share(lS, D):
     return torch.where(D > _EPS, lS / D.clamp_min(_EPS), torch.zeros_like(lS))
 
 
-def _pairs_dense(p, y, delta) -> _PairSums:
+def _pairs_dense(p, y, delta, budget: Optional[int] = None) -> _PairSums:
     """Positive-positive sums in row chunks of the dense matrix ``h[i, k] = H(s_k - s_i)``.
 
     ``p``: (P,) float64 sorted centred logits, ``y``: (P,) targets in the same order (any floating
@@ -290,6 +290,8 @@ def _pairs_dense(p, y, delta) -> _PairSums:
     from prefix sums (:func:`_ranks_and_costs`). ``D``, ``E`` and the inflow need only the pairs
     with ``y_k < y_i``: with rows and columns in quality order those lie before row i's column, so
     a chunk of rows builds the columns up to its last row only (half the matrix in all).
+    ``budget``: bytes that one chunk's temporaries may take (about 10 per matrix element; None:
+    ``_BLOCK`` elements).
     """
     num_pos = p.numel()
     R, C = _ranks_and_costs(p, y, delta)
@@ -302,7 +304,8 @@ def _pairs_dense(p, y, delta) -> _PairSums:
     lS = torch.empty_like(p)
     D = torch.empty_like(p)
     inflow = torch.zeros_like(p)
-    rows = max(1, _BLOCK // num_pos)
+    block = _BLOCK if budget is None else min(_BLOCK, budget // 10)
+    rows = max(1, block // num_pos)
     if delta > 0:  # H(s_k - s_i) = clamp(s_k / (2 delta) - (s_i / (2 delta) - 1/2), 0, 1)
         scaled = p * (0.5 / delta)
         scaled_rows = scaled - 0.5
@@ -656,7 +659,7 @@ def _ranks_and_costs(p, y, delta):
     return R, C
 
 
-def _pairs_tree(p, y, delta, budget: int = 0) -> _PairSums:
+def _pairs_tree(p, y, delta, budget: Optional[int] = None) -> _PairSums:
     """Positive-positive sums in O(P log P) with the quality tree (same inputs as the dense pass).
 
     With delta > 0, ``H(s_k - s_i)`` is 1 for ranks ``k >= hi_i`` (s_k > s_i + delta), linear for
@@ -666,11 +669,12 @@ def _pairs_tree(p, y, delta, budget: int = 0) -> _PairSums:
     Leaves of 2^_LEAF_LEVEL quality positions are summed directly, with H itself. Each level's
     sums are folded into D, E and the inflow at once, and per-positive arrays are dropped as soon
     as they are used, so that the peak memory stays a small multiple of P (8-byte words).
-    ``budget``: (query, leaf position) pairs that one chunk of the leaf sums may take, about 40
-    bytes each (at least twice the tree walk's chunk: larger chunks mean fewer kernel launches).
+    ``budget``: bytes that one chunk of the leaf sums may take, about 40 per (query, leaf
+    position) pair; at least twice the tree walk's chunk of pairs (None: that minimum). Larger
+    chunks mean fewer kernel launches.
     """
     num_pos = p.numel()
-    leaf_block = max(budget, 2 * _tree_chunk(num_pos, p.device))
+    leaf_block = max((budget or 0) // 40, 2 * _tree_chunk(num_pos, p.device))
     q_of, tie_start, tie_end = _quality_positions(y)
     leaf_level = min(_LEAF_LEVEL if num_pos > _WIDE_LEAF_MAX_POS else 6, num_pos.bit_length())
     D, E = _lower_quality_sums(q_of, tie_start, p, y, delta, leaf_level, leaf_block)
@@ -688,15 +692,16 @@ def _pairs_tree(p, y, delta, budget: int = 0) -> _PairSums:
     return _PairSums(R, loss_sort, g_sort)
 
 
-def _positive_pairs(p, y, delta, method: str, budget: int = 0) -> _PairSums:
+def _positive_pairs(p, y, delta, method: str, budget: Optional[int] = None) -> _PairSums:
     """The dense or the tree pass (``method``: "auto", "dense" or "tree"); ``y`` (P,) in any
-    floating dtype (compared as is, summed in float64); ``budget`` as in :func:`_pairs_tree`."""
+    floating dtype (compared as is, summed in float64); ``budget``: bytes that one chunk's
+    temporaries may take (None: each pass's default)."""
     if method == "auto":
         crossover = _TREE_MIN_POS.get(p.device.type, _TREE_MIN_POS["cuda"])
         method = "tree" if p.numel() >= crossover else "dense"
     if method == "tree":
         return _pairs_tree(p, y, delta, budget)
-    return _pairs_dense(p, y, delta)
+    return _pairs_dense(p, y, delta, budget)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -777,9 +782,9 @@ def rank_sort_exact(s: torch.Tensor, y: torch.Tensor, delta: float, *, pairs: st
     counts = counts._replace(pos_mask=None, cand_mask=None)
     targets = pos.y
     pos = pos._replace(y=None)
-    # Chunk temporaries of the tree's leaf sums (about 40 bytes per element) within 1/8 of the
-    # 8 bytes per entry of float32 logits and targets.
-    pair = _positive_pairs(pos.p, targets, delta, pairs, budget=s.numel() // 40)
+    # Chunk temporaries of the positive-positive pass within 1/8 of the bytes of float32 logits
+    # and targets (8 per entry).
+    pair = _positive_pairs(pos.p, targets, delta, pairs, budget=s.numel())
     del targets
     nfp, gap_of, lo, hi = _negatives_nfp(s, y, counts, pos, walk, delta)
 
