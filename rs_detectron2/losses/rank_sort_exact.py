@@ -16,7 +16,9 @@ The positive-positive sums (``R_i``, ``D_i``, ``E_i`` and the sorting gradient t
 receives from higher-quality positives) take one of two exact routes, chosen by the number of
 positives:
 
-- ``"dense"``: row chunks of the P x P matrix of H values, O(P^2) time, O(P * chunk) memory;
+- ``"dense"``: row chunks of the matrix of H values, rows and columns in quality order so that
+  only the lower-quality pairs (the columns before each row) are built: P^2 / 2 entries, O(P^2)
+  time, O(P * chunk) memory;
 - ``"tree"``: the quality condition ``y_k < y_i`` is a prefix (``y_k > y_i`` a suffix) of the
   positives ordered by quality, so it is answered by a merge-sort tree over quality positions whose
   nodes hold their positives in logit order (a wavelet-tree descent: one level at a time, each
