@@ -322,6 +322,23 @@ class _LiveTensorBytes(TorchDispatchMode):
         return out
 
 
+def test_dense_pass_on_a_small_input_loops_over_few_chunks(monkeypatch):
+    """Mostly positives in a small input: the memory budget alone would give one row per chunk;
+    the pass still takes at most _DENSE_MAX_CHUNKS chunks (one sorting-error call each)."""
+    calls = []
+    original = exact_module._sorting_error
+
+    def counting(*args):
+        calls.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(exact_module, "_sorting_error", counting)
+    s, y = make_case(62, 2500, 2000, targets="quant")
+    got = rank_sort_exact(s, y, 0.5, pairs="dense")
+    assert 1 < len(calls) <= exact_module._DENSE_MAX_CHUNKS
+    assert_close(got, rank_sort_exact(s, y, 0.5, pairs="tree"), rtol=1e-10)
+
+
 @pytest.mark.parametrize(
     "num, num_pos, trained",
     [

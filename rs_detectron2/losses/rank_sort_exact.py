@@ -43,6 +43,8 @@ _EPS = 1e-10
 # Elements per block of the dense positive-positive pass (rows x P): 2^17 elements is the sweet
 # spot on a 2-core CPU; smaller where the input is small (see rank_sort_exact's budget).
 _BLOCK = 1 << 17
+# ... but at most this many chunks (a loop over chunks, never over positives).
+_DENSE_MAX_CHUNKS = 64
 # Entries per chunk of the negatives' pass: at most _NEG_BLOCK, at least _NEG_MIN_BLOCK, else about
 # 1/64 of the input, so that the chunk's temporaries stay far below the input's size.
 _NEG_BLOCK = 1 << 16
@@ -293,7 +295,7 @@ def _pairs_dense(p, y, delta, budget: Optional[int] = None) -> _PairSums:
     with ``y_k < y_i``: with rows and columns in quality order those lie before row i's column, so
     a chunk of rows builds the columns up to its last row only (half the matrix in all).
     ``budget``: bytes that one chunk's temporaries may take (about 10 per matrix element; None:
-    ``_BLOCK`` elements).
+    ``_BLOCK`` elements), unless that would need more than ``_DENSE_MAX_CHUNKS`` chunks.
     """
     num_pos = p.numel()
     R, C = _ranks_and_costs(p, y, delta)
@@ -307,7 +309,7 @@ def _pairs_dense(p, y, delta, budget: Optional[int] = None) -> _PairSums:
     D = torch.empty_like(p)
     inflow = torch.zeros_like(p)
     block = _BLOCK if budget is None else min(_BLOCK, budget // 10)
-    rows = max(1, block // num_pos)
+    rows = max(1, block // num_pos, -(-num_pos // _DENSE_MAX_CHUNKS))
     if delta > 0:  # H(s_k - s_i) = clamp(s_k / (2 delta) - (s_i / (2 delta) - 1/2), 0, 1)
         scaled = p * (0.5 / delta)
         scaled_rows = scaled - 0.5
