@@ -565,24 +565,12 @@ def test_tiny_model_trains_through_train_net_and_reports_mask_ap(name, tmp_path)
 def test_two_processes_with_the_global_ranking_pool(tmp_path):
     """train_net.py --num-gpus 2 on CPU (Gloo, DDP): RS-SOLOv2 ranks both processes' cells as one
     pool."""
-    from test_train_e2e import read_metrics, run_train_net
+    from test_train_e2e import train_with_global_pool_on_two_processes
 
-    out = str(tmp_path / "out")
-    run_train_net(
+    train_with_global_pool_on_two_processes(
         "configs/quick_schedules/rs_solov2_tiny.py",
-        out,
-        "train.max_iter=3",
-        "train.log_period=1",
-        "train.eval_period=0",
-        "train.checkpointer.period=3",
+        str(tmp_path / "out"),
+        RS_KEYS,
         "train.seed=1",
         "dataloader.train.total_batch_size=2",
-        "model.ranking_loss.pool=global",
-        flags=["--num-gpus", "2"],
     )
-    records = [r for r in read_metrics(out) if "total_loss" in r]
-    assert [r["iteration"] for r in records] == [0, 1, 2]
-    for r in records:
-        for k in RS_KEYS:
-            assert math.isfinite(r[k]), (k, r)
-    assert os.path.exists(os.path.join(out, "model_final.pth"))

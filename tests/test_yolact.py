@@ -267,9 +267,9 @@ def test_ohem_keeps_three_negatives_per_positive():
     captured = {}
     original = YOLACT.losses
 
-    def spy(self, **kwargs):
-        captured.update(kwargs)
-        return original(self, **kwargs)
+    def spy(self, batch):
+        captured.update(batch._asdict())
+        return original(self, batch)
 
     model.losses = spy.__get__(model)
     losses, _ = train_step(model, yolact_batch())
@@ -374,9 +374,9 @@ def test_rs_mask_loss_is_the_score_weighted_dice_of_the_positives():
     captured = {}
     original_losses = RSYOLACT.losses
 
-    def capture(self, **kwargs):
-        captured.update(kwargs)
-        return original_losses(self, **kwargs)
+    def capture(self, batch):
+        captured.update(batch._asdict())
+        return original_losses(self, batch)
 
     model.losses = capture.__get__(model)
     train_step(model, yolact_batch())
@@ -572,23 +572,12 @@ def test_tiny_yolact_trains_through_train_net(tmp_path, config, loss_keys, eval_
 
 def test_two_processes_rank_one_global_pool(tmp_path):
     """train_net.py --num-gpus 2 on CPU (Gloo, DDP) with RS-YOLACT ranking the global batch."""
-    from test_train_e2e import read_metrics, run_train_net
+    from test_train_e2e import train_with_global_pool_on_two_processes
 
-    out = str(tmp_path / "out")
-    run_train_net(
+    train_with_global_pool_on_two_processes(
         "configs/quick_schedules/rs_yolact_tiny.py",
-        out,
-        "train.max_iter=3",
-        "train.log_period=1",
-        "train.eval_period=0",
-        "train.checkpointer.period=3",
+        str(tmp_path / "out"),
+        RS_KEYS,
         "train.seed=2",
         "dataloader.train.total_batch_size=4",
-        "model.ranking_loss.pool=global",
-        flags=["--num-gpus", "2"],
     )
-    records = [r for r in read_metrics(out) if "total_loss" in r]
-    assert [r["iteration"] for r in records] == [0, 1, 2]
-    for r in records:
-        for k in RS_KEYS:
-            assert r[k] == r[k] and abs(r[k]) < 1e6, (k, r[k])

@@ -23,7 +23,7 @@ from .solov2 import (
     points_nms,
     solov2_targets,
 )
-from .yolact import RSYOLACT, YOLACT, YOLACTFPN, ProtoNet, YOLACTHead, fast_nms
+from .yolact import RSYOLACT, YOLACT, YOLACTFPN, ProtoNet, YOLACTBatch, YOLACTHead, fast_nms
 
 __all__ = [
     "RSRPN",
@@ -51,6 +51,7 @@ __all__ = [
     "points_nms",
     "solov2_targets",
     "YOLACT",
+    "YOLACTBatch",
     "RSYOLACT",
     "YOLACTHead",
     "ProtoNet",

@@ -49,20 +49,23 @@ def solov2_level_features(features: Sequence[Tensor]) -> List[Tensor]:
     ]
 
 
+def _conv_relu(in_channels: int, out_channels: int, norm: str) -> List[nn.Module]:
+    """A 3x3 conv (no bias under a norm), its norm, then ReLU."""
+    conv = Conv2d(
+        in_channels,
+        out_channels,
+        kernel_size=3,
+        padding=1,
+        bias=not norm,
+        norm=get_norm(norm, out_channels),
+    )
+    return [conv, nn.ReLU(inplace=True)]
+
+
 def _tower(in_channels: int, conv_dims: int, num_convs: int, norm: str) -> nn.Sequential:
     layers = []
     for k in range(num_convs):
-        layers += [
-            Conv2d(
-                in_channels if k == 0 else conv_dims,
-                conv_dims,
-                kernel_size=3,
-                padding=1,
-                bias=not norm,
-                norm=get_norm(norm, conv_dims),
-            ),
-            nn.ReLU(inplace=True),
-        ]
+        layers += _conv_relu(in_channels if k == 0 else conv_dims, conv_dims, norm)
     return nn.Sequential(*layers)
 
 
@@ -162,17 +165,7 @@ class SOLOv2MaskFeatHead(nn.Module):
             in_channels = shape.channels + (2 if level == last and level > 0 else 0)
             stages = []
             for k in range(max(level, 1)):
-                stages += [
-                    Conv2d(
-                        in_channels if k == 0 else conv_dims,
-                        conv_dims,
-                        kernel_size=3,
-                        padding=1,
-                        bias=not norm,
-                        norm=get_norm(norm, conv_dims),
-                    ),
-                    nn.ReLU(inplace=True),
-                ]
+                stages += _conv_relu(in_channels if k == 0 else conv_dims, conv_dims, norm)
                 if level > 0:
                     stages.append(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
             self.levels.append(nn.Sequential(*stages))

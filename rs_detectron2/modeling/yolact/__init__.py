@@ -5,7 +5,7 @@ from .assembly import assemble_masks, crop_masks, gt_masks_at, relative_boxes
 from .fast_nms import batched_pairwise_iou, fast_nms
 from .fpn import YOLACTFPN, pyramid_strides
 from .head import ProtoNet, YOLACTHead
-from .meta_arch import YOLACT, Positives, yolact_postprocess
+from .meta_arch import YOLACT, Positives, YOLACTBatch, yolact_postprocess
 from .rs_yolact import RSYOLACT
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "ProtoNet",
     "YOLACTFPN",
     "Positives",
+    "YOLACTBatch",
     "assemble_masks",
     "batched_pairwise_iou",
     "crop_masks",

@@ -16,7 +16,7 @@ from detectron2.utils.events import get_event_storage
 from .assembly import assemble_masks, crop_masks, gt_masks_at, relative_boxes
 from .fast_nms import fast_nms
 
-__all__ = ["Positives", "YOLACT", "yolact_postprocess"]
+__all__ = ["Positives", "YOLACT", "YOLACTBatch", "yolact_postprocess"]
 
 _LOG_EPS = 1e-12
 
@@ -33,6 +33,23 @@ class Positives(NamedTuple):
     classes: Tensor  #: (P,) GT class
     gt_boxes: Tensor  #: (P, 4) matched GT box
     gt_index: Tensor  #: (P,) index of the matched GT among the batch's concatenated GTs
+
+
+class YOLACTBatch(NamedTuple):
+    """What :meth:`YOLACT.losses` (and a subclass's) receives for one training batch; N images,
+    R anchors, K classes, P prototypes, G ground-truth instances in the batch."""
+
+    anchors: Tensor  #: (R, 4) anchors of every level, concatenated
+    logits: Tensor  #: (N, R, K + 1) with a background logit (stock), (N, R, K) without (RS)
+    deltas: Tensor  #: (N, R, 4) box regression
+    coeffs: Tensor  #: (N, R, P) mask coefficients
+    protos: Tensor  #: (N, P, h, w) prototypes
+    labels: Tensor  #: (N, R) from :meth:`YOLACT.label_anchors`: 1 positive, 0 negative, -1 ignored
+    pos: Positives  #: the positive anchors and their ground truth
+    mask_targets: Tensor  #: (G, h, w) from :meth:`YOLACT.mask_targets`
+    input_size: Tuple[int, int]  #: the padded input (H, W)
+    features: List[Tensor]  #: the head's input levels
+    gt_instances: List[Instances]  #: per-image ground truth
 
 
 def yolact_postprocess(
@@ -262,7 +279,7 @@ class YOLACT(DenseDetector):
         mask_targets = self.mask_targets(gt_instances, input_size, tuple(protos.shape[-2:]))
         storage = get_event_storage()
         storage.put_scalar("num_pos_anchors", len(pos.image) / len(gt_instances))
-        return self.losses(
+        batch = YOLACTBatch(
             anchors=anchors,
             logits=cat(logits, dim=1),
             deltas=cat(deltas, dim=1),
@@ -275,39 +292,22 @@ class YOLACT(DenseDetector):
             features=features,
             gt_instances=gt_instances,
         )
+        return self.losses(batch)
 
     # ------------------------------------------------------------------ stock losses
-    def losses(
-        self,
-        *,
-        anchors: Tensor,
-        logits: Tensor,
-        deltas: Tensor,
-        coeffs: Tensor,
-        protos: Tensor,
-        labels: Tensor,
-        pos: Positives,
-        mask_targets: Tensor,
-        input_size: Tuple[int, int],
-        features: List[Tensor],
-        gt_instances: List[Instances],
-    ) -> Dict[str, Tensor]:
-        """The stock YOLACT losses of a batch.
+    def losses(self, batch: YOLACTBatch) -> Dict[str, Tensor]:
+        """The stock YOLACT losses of a batch (see :class:`YOLACTBatch`).
 
-        Args:
-            anchors: (R, 4); logits: (N, R, K+1); deltas: (N, R, 4); coeffs: (N, R, P);
-            protos: (N, P, h, w); labels: (N, R) from :meth:`label_anchors`; pos: the positives;
-            mask_targets: (G, h, w) from :meth:`mask_targets`; input_size: the padded input
-            (H, W); features: the head's input levels; gt_instances: per-image ground truth.
         Returns:
             dict with ``loss_cls``, ``loss_box_reg``, ``loss_mask`` (and ``loss_sem_seg``).
         """
+        labels, pos = batch.labels, batch.pos
         num_classes = self.num_classes
         # background is the last logit, as in Detectron2's softmax classifiers
         cls_targets = torch.full_like(labels, num_classes, dtype=torch.int64)
         cls_targets[pos.image, pos.anchor] = pos.classes
         ce = F.cross_entropy(
-            logits.float().flatten(0, 1), cls_targets.flatten(), reduction="none"
+            batch.logits.float().flatten(0, 1), cls_targets.flatten(), reduction="none"
         ).view_as(labels)
         # OHEM: the ratio x #positives highest-loss negatives of each image
         num_pos = (labels == 1).sum(dim=1)
@@ -319,9 +319,9 @@ class YOLACT(DenseDetector):
         normalizer = max(len(pos.image), 1)
         loss_cls = (ce[pos.image, pos.anchor].sum() + loss_neg) / normalizer
 
-        gt_deltas = self.box2box_transform.get_deltas(anchors[pos.anchor], pos.gt_boxes)
+        gt_deltas = self.box2box_transform.get_deltas(batch.anchors[pos.anchor], pos.gt_boxes)
         loss_box = F.smooth_l1_loss(
-            deltas[pos.image, pos.anchor].float(),
+            batch.deltas[pos.image, pos.anchor].float(),
             gt_deltas,
             beta=self.smooth_l1_beta,
             reduction="sum",
@@ -330,11 +330,18 @@ class YOLACT(DenseDetector):
             "loss_cls": loss_cls,
             "loss_box_reg": loss_box * self.box_loss_weight / normalizer,
             "loss_mask": self.mask_bce_loss(
-                protos, coeffs, pos, mask_targets, input_size, [g.image_size for g in gt_instances]
+                batch.protos,
+                batch.coeffs,
+                pos,
+                batch.mask_targets,
+                batch.input_size,
+                [g.image_size for g in batch.gt_instances],
             ),
         }
         if self.semantic_head is not None:
-            losses["loss_sem_seg"] = self.semantic_loss(features[0], gt_instances, input_size)
+            losses["loss_sem_seg"] = self.semantic_loss(
+                batch.features[0], batch.gt_instances, batch.input_size
+            )
         return losses
 
     def mask_bce_loss(

@@ -1,19 +1,18 @@
 """RS-YOLACT: YOLACT trained with a ranking loss (RS by default; Oksuz et al., "Rank & Sort Loss
 for Object Detection and Instance Segmentation", ICCV 2021, Sec. 6.2)."""
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional
 
 import torch
 from torch import Tensor
 
-from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
 from ...losses import RankingLoss, RankSortLoss, dice_loss, weighted_mean
 from ..events import put_ranking_loss_scalars
 from ..quality import regression_quality
 from .assembly import relative_boxes
-from .meta_arch import YOLACT, Positives
+from .meta_arch import YOLACT, YOLACTBatch
 
 __all__ = ["RSYOLACT"]
 
@@ -53,30 +52,18 @@ class RSYOLACT(YOLACT):
         """(..., K) logits -> (..., K) sigmoid scores."""
         return logits.float().sigmoid()
 
-    def losses(
-        self,
-        *,
-        anchors: Tensor,
-        logits: Tensor,
-        deltas: Tensor,
-        coeffs: Tensor,
-        protos: Tensor,
-        labels: Tensor,
-        pos: Positives,
-        mask_targets: Tensor,
-        input_size: Tuple[int, int],
-        features: List[Tensor],
-        gt_instances: List[Instances],
-    ) -> Dict[str, Tensor]:
+    def losses(self, batch: YOLACTBatch) -> Dict[str, Tensor]:
         """The ranking loss, the balanced score-weighted GIoU and Dice losses of a batch.
 
-        Args: as :meth:`YOLACT.losses` (``logits`` (N, R, K)).
+        Args:
+            batch: as for :meth:`YOLACT.losses` (``logits`` (N, R, K)).
         Returns:
             the ranking loss's ``head_losses`` prefixed ``loss_dense`` and ``loss_dense_mask``.
         """
-        logits = logits.float()
+        labels, pos = batch.labels, batch.pos
+        logits = batch.logits.float()
         pred_boxes = self.box2box_transform.apply_deltas(
-            deltas[pos.image, pos.anchor].float(), anchors[pos.anchor]
+            batch.deltas[pos.image, pos.anchor].float(), batch.anchors[pos.anchor]
         )
         gt_boxes = pos.gt_boxes.float()
         targets = torch.zeros_like(logits)
@@ -91,9 +78,10 @@ class RSYOLACT(YOLACT):
         )
         put_ranking_loss_scalars(self.ranking_loss, "dense")
 
-        masks = self.positive_masks(protos, coeffs, pos, relative_boxes(gt_boxes, input_size))
-        dice = dice_loss(masks.clamp(0, 1), mask_targets[pos.gt_index])
+        boxes_rel = relative_boxes(gt_boxes, batch.input_size)
+        masks = self.positive_masks(batch.protos, batch.coeffs, pos, boxes_rel)
+        dice = dice_loss(masks.clamp(0, 1), batch.mask_targets[pos.gt_index])
         # without positives the protonet still takes part in the graph (distributed training)
-        loss_mask = weighted_mean(dice, weights) + 0.0 * protos.sum()
+        loss_mask = weighted_mean(dice, weights) + 0.0 * batch.protos.sum()
         losses["loss_dense_mask"] = self.ranking_loss.balance_auxiliary(loss_mask, losses)
         return losses
