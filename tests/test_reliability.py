@@ -269,6 +269,16 @@ def test_diverging_run_names_iteration_and_term_and_keeps_a_good_checkpoint(tmp_
             ["model.ranking_loss.pool"],
             ["loss_dense_rank"],
         ),
+        (
+            "configs/quick_schedules/rs_solov2_tiny.py",
+            ["model.ranking_loss.pool"],
+            ["loss_solo_rank", "loss_solo_sort", "loss_solo_mask"],
+        ),
+        (
+            "configs/quick_schedules/rs_yolact_tiny.py",
+            ["model.ranking_loss.pool"],
+            ["loss_dense_rank", "loss_dense_box", "loss_dense_mask"],
+        ),
     ],
 )
 def test_two_processes_train_every_rs_model(tmp_path, config, pool_keys, loss_keys):

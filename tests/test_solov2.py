@@ -560,17 +560,3 @@ def test_tiny_model_trains_through_train_net_and_reports_mask_ap(name, tmp_path)
         assert evaluation, records[-1]
         assert 0.0 <= evaluation[-1]["segm/AP"] <= 100.0
         assert 0.0 <= evaluation[-1]["bbox/AP"] <= 100.0
-
-
-def test_two_processes_with_the_global_ranking_pool(tmp_path):
-    """train_net.py --num-gpus 2 on CPU (Gloo, DDP): RS-SOLOv2 ranks both processes' cells as one
-    pool."""
-    from test_train_e2e import train_with_global_pool_on_two_processes
-
-    train_with_global_pool_on_two_processes(
-        "configs/quick_schedules/rs_solov2_tiny.py",
-        str(tmp_path / "out"),
-        RS_KEYS,
-        "train.seed=1",
-        "dataloader.train.total_batch_size=2",
-    )

@@ -4,7 +4,6 @@ These run the real CLI in a subprocess (as a user would), on the generated shape
 """
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -49,29 +48,6 @@ def run_train_net(config, output_dir, *overrides, flags=(), timeout=900, check=T
 def read_metrics(output_dir):
     with open(os.path.join(output_dir, "metrics.json")) as f:
         return [json.loads(line) for line in f if line.strip()]
-
-
-def train_with_global_pool_on_two_processes(config, output_dir, loss_keys, *overrides):
-    """train_net.py --num-gpus 2 on CPU (Gloo, DDP) for 3 iterations with
-    ``model.ranking_loss.pool=global``; asserts that every iteration logged finite ``loss_keys``
-    and that the final checkpoint was written."""
-    run_train_net(
-        config,
-        output_dir,
-        "train.max_iter=3",
-        "train.log_period=1",
-        "train.eval_period=0",
-        "train.checkpointer.period=3",
-        "model.ranking_loss.pool=global",
-        *overrides,
-        flags=["--num-gpus", "2"],
-    )
-    records = [r for r in read_metrics(output_dir) if "total_loss" in r]
-    assert [r["iteration"] for r in records] == [0, 1, 2]
-    for r in records:
-        for k in loss_keys:
-            assert math.isfinite(r[k]), (k, r)
-    assert os.path.exists(os.path.join(output_dir, "model_final.pth"))
 
 
 @pytest.mark.parametrize(

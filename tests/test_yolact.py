@@ -568,16 +568,3 @@ def test_tiny_yolact_trains_through_train_net(tmp_path, config, loss_keys, eval_
     for key in eval_keys:
         assert 0.0 <= evaluation[-1][key] <= 100.0, key
     assert os.path.exists(os.path.join(out, "model_final.pth"))
-
-
-def test_two_processes_rank_one_global_pool(tmp_path):
-    """train_net.py --num-gpus 2 on CPU (Gloo, DDP) with RS-YOLACT ranking the global batch."""
-    from test_train_e2e import train_with_global_pool_on_two_processes
-
-    train_with_global_pool_on_two_processes(
-        "configs/quick_schedules/rs_yolact_tiny.py",
-        str(tmp_path / "out"),
-        RS_KEYS,
-        "train.seed=2",
-        "dataloader.train.total_batch_size=4",
-    )
