@@ -196,9 +196,10 @@ def train_one(config, seed, iters, output_dir, log_path, opts=(), threads=None):
         ).returncode
 
 
-def run_one(config, seed, iters, output_root, opts=(), jobs=1):
-    """Train and evaluate one config with one seed, as one of ``jobs`` runs at a time (see
-    :func:`threads_per_job`); returns the JSON record of the run."""
+def train_run(config, seed, iters, output_root, opts=(), jobs=1):
+    """Train one config with one seed, as one of ``jobs`` runs at a time (see
+    :func:`threads_per_job`); returns the run's JSON record so far and its start time. Safe to call
+    from several threads (it only waits on a subprocess)."""
     stem = os.path.splitext(os.path.basename(config))[0]
     output_dir = os.path.join(output_root, f"{stem}_s{seed}_i{iters}")
     log_path = f"{output_dir}.log"
@@ -212,10 +213,19 @@ def run_one(config, seed, iters, output_root, opts=(), jobs=1):
         with open(log_path) as f:
             tail = f.read()[-2000:]
         record.update(status="failed", error=f"train_net.py exited with {code}: ...{tail}")
+    return record, start
+
+
+def evaluate_run(record, start):
+    """Completes the record of a trained run with its AP and oLRP (see :func:`train_run`). Call it
+    from the main thread only: :func:`evaluate_olrp` silences pycocotools by swapping sys.stdout,
+    which would swallow what other threads print meanwhile."""
+    if record.get("status") == "failed":
         return record
-    metrics = final_ap(output_dir)
+    metrics = final_ap(record["output_dir"])
     tasks = tuple(t for t in ("bbox", "segm") if f"{t}/AP" in metrics)
-    metrics.update(evaluate_olrp(config, os.path.join(output_dir, "inference"), tasks))
+    inference = os.path.join(record["output_dir"], "inference")
+    metrics.update(evaluate_olrp(record["config"], inference, tasks))
     record["wall_s"] = round(time.time() - start, 1)
     record.update(status="ok", metrics=metrics)
     record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -382,11 +392,11 @@ def main(argv=None):
         print(f"[{i}/{len(todo)}] {config} seed {seed}, {iters} iterations", flush=True)
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = {
-            pool.submit(run_one, config, seed, iters, args.output, opts, args.jobs): i
+            pool.submit(train_run, config, seed, iters, args.output, opts, args.jobs): i
             for i, (config, seed, iters, opts) in enumerate(todo, start=1)
         }
         for future in as_completed(futures):
-            record = future.result()
+            record = evaluate_run(*future.result())  # here, in the main thread
             runs.append(record)
             save_results(args.results, runs)  # this thread only: never two writers
             report_run(futures[future], len(todo), record)

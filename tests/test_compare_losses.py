@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -91,6 +92,39 @@ def test_parallel_runs_share_the_cores(monkeypatch):
         cl.parse_args(["--jobs", "0"])
 
 
+def test_parallel_runs_are_evaluated_in_the_main_thread(tmp_path, monkeypatch, capsys):
+    """With --jobs, trainings run in worker threads but each evaluation runs in the main thread
+    (it swaps sys.stdout to silence pycocotools, which would swallow other threads' prints), and
+    every finished run is reported."""
+
+    def fake_train(config, seed, iters, output_dir, log_path, opts=(), threads=None):
+        os.makedirs(output_dir)
+        with open(os.path.join(output_dir, "metrics.json"), "w") as f:
+            f.write(json.dumps({"iteration": iters - 1, "bbox/AP": 40.0 + seed}) + "\n")
+        return 0
+
+    def fake_olrp(config, results_dir, tasks):
+        assert threading.current_thread() is threading.main_thread()
+        return {"bbox/oLRP": 60.0}
+
+    monkeypatch.setattr(cl, "train_one", fake_train)
+    monkeypatch.setattr(cl, "evaluate_olrp", fake_olrp)
+    cl.main(
+        ["--pairs", "retinanet", "--seeds", "2", "--iters", "5", "--jobs", "2"]
+        + ["--output", str(tmp_path / "cmp")]
+    )
+    out = capsys.readouterr().out
+    for name in ("retinanet_tiny", "rs_retinanet_tiny"):
+        for seed in (0, 1):
+            assert f"quick_schedules/{name}.py seed {seed}: " in out
+    runs = json.loads((tmp_path / "cmp" / "results.json").read_text())["runs"]
+    assert sorted((r["config"], r["seed"], r["status"], r["jobs"]) for r in runs) == [
+        (f"quick_schedules/{name}.py", seed, "ok", 2)
+        for name in ("retinanet_tiny", "rs_retinanet_tiny")
+        for seed in (0, 1)
+    ]
+
+
 def test_one_pair_one_seed_trains_evaluates_and_resumes(tmp_path):
     out = tmp_path / "cmp"
     cmd = [sys.executable, SCRIPT, "--pairs", "retinanet", "--seeds", "1", "--iters", "1"]
@@ -117,6 +151,8 @@ def test_one_pair_one_seed_trains_evaluates_and_resumes(tmp_path):
         with open(detections) as f:
             if not json.load(f):  # no detection at all: every ground truth is missed
                 assert r["metrics"]["bbox/oLRP"] == pytest.approx(100.0)
+    for name in ("retinanet_tiny", "rs_retinanet_tiny"):  # each finished run is reported
+        assert f"quick_schedules/{name}.py seed 0: " in proc.stdout, proc.stdout[-3000:]
     assert "| retinanet | retinanet_tiny | 1 |" in proc.stdout
     assert "| retinanet | rs_retinanet_tiny | 1 |" in proc.stdout
     assert "|  | difference |  | " in proc.stdout
