@@ -41,6 +41,12 @@ def positive_dice(mask_logits: Tensor, targets: SOLOv2Targets) -> Tensor:
     return dice_loss(mask_logits.float().sigmoid(), targets.gt_masks[targets.pos_gt], eps=DICE_EPS)
 
 
+def log_mean_dice(dice: Tensor) -> None:
+    """Put the positives' mean Dice loss (0 without positives) as ``solo/mask_dice``."""
+    value = float(dice.detach().mean()) if len(dice) else 0.0
+    get_event_storage().put_scalar("solo/mask_dice", value)
+
+
 class RSLoggingDice(RSSOLOv2):
     """RS-SOLOv2 unchanged; logs ``solo/mask_dice``."""
 
@@ -48,8 +54,7 @@ class RSLoggingDice(RSSOLOv2):
         self, logits: Tensor, mask_logits: Tensor, targets: SOLOv2Targets
     ) -> Dict[str, Tensor]:
         losses = super().losses(logits, mask_logits, targets)
-        dice = positive_dice(mask_logits, targets).detach()
-        get_event_storage().put_scalar("solo/mask_dice", float(dice.mean()) if len(dice) else 0.0)
+        log_mean_dice(positive_dice(mask_logits, targets))
         return losses
 
 
@@ -65,14 +70,16 @@ class RSMaskLossTimes3(RSLoggingDice):
         return losses
 
 
-class RSClassifierStockMaskLoss(RSLoggingDice):
-    """RS-SOLOv2's classifier (RS with Dice targets), SOLOv2's mask loss (mean Dice x 3)."""
+class RSClassifierStockMaskLoss(RSSOLOv2):
+    """RS-SOLOv2's classifier (RS with Dice targets), SOLOv2's mask loss (mean Dice x 3); logs
+    ``solo/mask_dice``."""
 
     def losses(
         self, logits: Tensor, mask_logits: Tensor, targets: SOLOv2Targets
     ) -> Dict[str, Tensor]:
         losses = super().losses(logits, mask_logits, targets)
         dice = positive_dice(mask_logits, targets)
+        log_mean_dice(dice)
         losses["loss_solo_mask"] = dice.sum() / max(len(dice), 1) * STOCK_MASK_WEIGHT
         return losses
 
