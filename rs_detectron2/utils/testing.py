@@ -37,6 +37,9 @@ __all__ = [
     "global_pool_loss_worker",
     "grad_sum",
     "make_image",
+    "loss_snapshot",
+    "model_snapshot",
+    "named_init_",
     "reference_primary_terms",
     "reference_rank_sort",
     "step",
@@ -241,3 +244,116 @@ def ranking_family_global_pool_worker(
         torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
+
+
+# ----------------------------------------------------------------------------------------------
+# Behaviour snapshots: what a model computes on fixed inputs, independent of construction order
+
+
+@torch.no_grad()
+def named_init_(model: torch.nn.Module) -> torch.nn.Module:
+    """Re-initialise every parameter of ``model`` from a seed derived from its name alone.
+
+    Matrices and kernels (dim > 1) get ``U(-b, b)`` with ``b = 1 / sqrt(fan_in)``; 1-dim
+    parameters keep a constant initial value (a prior bias, a norm's scale) and otherwise get
+    ``U(-0.01, 0.01)``. Two builds of the same architecture whose parameter names agree then hold
+    the same weights, whatever order their modules were created in. Returns ``model``.
+    """
+    import zlib
+
+    for name, p in sorted(model.named_parameters()):
+        g = torch.Generator().manual_seed(zlib.crc32(name.encode()))
+        if p.dim() > 1:
+            bound = 1.0 / float(p[0].numel()) ** 0.5
+        elif p.numel() > 1 and bool((p == p.reshape(-1)[0]).all()):
+            continue
+        else:
+            bound = 0.01
+        p.copy_((torch.rand(p.shape, generator=g, dtype=torch.float64) * 2 - 1) * bound)
+    return model
+
+
+def _snapshot_instances(prefix, inst, out):
+    fields = inst.get_fields()
+    out[f"{prefix}/num"] = torch.tensor(len(inst))
+    for key in ("pred_boxes", "proposal_boxes"):
+        if key in fields:
+            out[f"{prefix}/{key}"] = fields[key].tensor.detach().clone()
+    for key in ("scores", "objectness_logits", "pred_classes"):
+        if key in fields:
+            out[f"{prefix}/{key}"] = fields[key].detach().clone()
+    if "pred_masks" in fields:
+        masks = fields["pred_masks"].detach().float()
+        out[f"{prefix}/pred_masks_sum"] = masks.flatten(1).sum(1)
+
+
+def model_snapshot(config_name: str) -> dict:
+    """Losses, gradient sums and inference outputs of a tiny model on the fixed batch.
+
+    The model of ``configs/quick_schedules/<config_name>`` with :func:`named_init_` weights takes
+    one training forward + backward on :func:`batch` (with masks; RNG seeded before the forward),
+    then an inference forward on the same images. Returns a flat dict name -> tensor: every loss,
+    the summed gradient of each top-level child module and, per image, the detections (boxes,
+    scores, classes, per-mask pixel sums).
+    """
+    torch.manual_seed(0)
+    cfg = get_config(f"quick_schedules/{config_name}")
+    model = named_init_(instantiate(cfg.model))
+    model.train()
+    inputs = batch(masks=True)
+    out = {}
+    torch.manual_seed(1)
+    losses, _ = train_step(model, inputs)
+    for key, value in losses.items():
+        out[f"loss/{key}"] = value.detach().clone()
+    for child_name, child in model.named_children():
+        grads = [p.grad.double().sum() for p in child.parameters() if p.grad is not None]
+        if grads:
+            out[f"grad/{child_name}"] = torch.stack(grads).sum()
+    model.eval()
+    torch.manual_seed(2)
+    with torch.no_grad():
+        results = model([{k: v for k, v in d.items() if k != "instances"} for d in inputs])
+    for i, result in enumerate(results):
+        _snapshot_instances(f"out{i}", result["instances"], out)
+    return out
+
+
+def loss_snapshot() -> dict:
+    """Values and input gradients of :func:`rank_sort_loss`, ``ap_loss`` and ``alrp_loss`` on
+    fixed random ranking pools: few and many positives (both positive-positive passes of RS),
+    continuous and tied qualities, trained-like and untrained-like logits. Returns a flat dict
+    name -> tensor."""
+    from ..losses import alrp_loss, ap_loss
+
+    out = {}
+    cases = [  # (name, n, num_pos, logit spread of the negatives, quality kind)
+        ("small", 3000, 40, 1.0, "cont"),
+        ("ties", 3000, 200, 0.3, "quant"),
+        ("many", 12000, 2600, 2.0, "cont"),
+    ]
+    for name, n, num_pos, spread, kind in cases:
+        g = torch.Generator().manual_seed(n + num_pos)
+        logits = torch.randn(n, generator=g, dtype=torch.float64) * spread
+        targets = torch.zeros(n, dtype=torch.float64)
+        pos = torch.randperm(n, generator=g)[:num_pos]
+        targets[torch.randperm(n, generator=g)[: n // 20]] = -1.0
+        targets[pos] = draw_qualities(kind, num_pos, g)
+        logits[pos] += 1.0
+        for delta in (0.5, 0.0):
+            x = logits.clone().requires_grad_(True)
+            rank, sort = rank_sort_loss(x, targets, delta)
+            rank.backward()
+            out.update({f"rs/{name}/{delta}/rank": rank.detach(), f"rs/{name}/{delta}/sort": sort})
+            out[f"rs/{name}/{delta}/grad"] = x.grad
+        x = logits.clone().requires_grad_(True)
+        ap = ap_loss(x, targets, 1.0)
+        ap.backward()
+        out.update({f"ap/{name}/loss": ap.detach(), f"ap/{name}/grad": x.grad})
+        x = logits.clone().requires_grad_(True)
+        loc = torch.rand(num_pos, generator=g, dtype=torch.float64).requires_grad_(True)
+        cls, loc_loss = alrp_loss(x, targets, loc, 1.0)
+        (cls + loc_loss).backward()
+        out.update({f"alrp/{name}/cls": cls.detach(), f"alrp/{name}/loc": loc_loss.detach()})
+        out.update({f"alrp/{name}/grad": x.grad, f"alrp/{name}/grad_loc": loc.grad})
+    return out
