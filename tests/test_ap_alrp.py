@@ -404,7 +404,7 @@ def test_losses_are_ranking_losses_with_scalars():
 def test_ap_head_losses():
     logits, targets, pred, gt, weights = _head_inputs(0)
     losses = APLoss(box_weight=2.0).head_losses(
-        logits, targets, pred, gt, weights, prefix="loss_cls"
+        logits, targets, giou_loss(pred, gt), weights, prefix="loss_cls"
     )
     assert set(losses) == {"loss_cls_ap", "loss_cls_box"}
     assert losses["loss_cls_ap"].item() == pytest.approx(ap_loss(logits, targets).item())
@@ -419,7 +419,7 @@ def test_ap_head_losses():
 def test_alrp_head_losses_and_balance():
     logits, targets, pred, gt, weights = _head_inputs(1)
     loss = ALRPLoss(tau=0.7, init_weight=50.0)
-    losses = loss.head_losses(logits, targets, pred, gt, weights, prefix="loss_rpn")
+    losses = loss.head_losses(logits, targets, giou_loss(pred, gt), weights, prefix="loss_rpn")
     assert set(losses) == {"loss_rpn_alrp_cls", "loss_rpn_alrp_loc"}
     loc_errors = giou_loss(pred, gt) / (2 * (1 - 0.7))
     cls, loc = alrp_loss(logits, targets, loc_errors)
@@ -438,7 +438,7 @@ def test_head_losses_name_the_head_on_non_finite_logits():
     bad[0, 0] = float("nan")
     for loss, key in ((APLoss(), "loss_x_ap"), (ALRPLoss(), "loss_x_alrp_cls")):
         with pytest.raises(FloatingPointError, match=key):
-            loss.head_losses(bad, targets, pred, gt, weights, prefix="loss_x")
+            loss.head_losses(bad, targets, giou_loss(pred, gt), weights, prefix="loss_x")
 
 
 def _run_calls(loss, calls, start_seed=0):
@@ -446,7 +446,7 @@ def _run_calls(loss, calls, start_seed=0):
     seen = []
     for i in range(calls):
         logits, targets, pred, gt, weights = _head_inputs(start_seed + i)
-        out = loss.head_losses(logits, targets, pred, gt, weights, prefix="p")
+        out = loss.head_losses(logits, targets, giou_loss(pred, gt), weights, prefix="p")
         loc_errors = giou_loss(pred, gt) / (2 * (1 - loss.tau))
         cls, loc = alrp_loss(logits, targets, loc_errors)
         w = out["p_alrp_loc"].item() / loc.item()

@@ -194,7 +194,7 @@ def test_targets_one_rs_call_over_the_batch(monkeypatch):
     with EventStorage(0):
         losses = model.losses(anchors, [logits], labels, [deltas], matched)
     assert len(calls) == 1
-    (lg, targets, pred_boxes, pos_gt, weights), kwargs = calls[0]
+    (lg, targets, giou, weights), kwargs = calls[0]
     assert kwargs["prefix"] == "loss_dense" and lg.shape == (2, 4, 3)
     expected = torch.zeros(2, 4, 3)
     expected[0, 1] = -1.0
@@ -205,10 +205,9 @@ def test_targets_one_rs_call_over_the_batch(monkeypatch):
     pos = [(0, 0), (0, 3), (1, 2)]
     sig = logits.detach().sigmoid()
     torch.testing.assert_close(weights, torch.stack([sig[i, a].max() for i, a in pos]))
-    torch.testing.assert_close(
-        pos_gt,
-        torch.tensor([[0, 0, 10, 10], [0, 0, 10, 10], [50, 50, 60, 60]], dtype=torch.float32),
-    )
+    # every positive's regressed box is its own ground truth: GIoU loss 0 (a wrong pairing of
+    # boxes and ground truth would show here)
+    torch.testing.assert_close(giou, torch.zeros(3), atol=1e-5, rtol=0)
     rank, sort = rank_sort_loss(logits.detach(), expected)
     torch.testing.assert_close(losses["loss_dense_rank"].detach(), rank, atol=1e-5, rtol=0)
     torch.testing.assert_close(losses["loss_dense_sort"], sort, atol=1e-5, rtol=0)

@@ -677,7 +677,9 @@ def test_head_losses_balance_the_box_loss_to_rank_plus_sort():
     boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0]] * 6)
     pred = (boxes + torch.arange(6.0)[:, None]).requires_grad_(True)
     weights = torch.linspace(0.2, 0.9, 6)
-    losses = RankSortLoss().head_losses(x, targets, pred, boxes, weights, prefix="loss_x")
+    losses = RankSortLoss().head_losses(
+        x, targets, giou_loss(pred, boxes), weights, prefix="loss_x"
+    )
     assert set(losses) == {"loss_x_rank", "loss_x_sort", "loss_x_box"}
     rank, sort = rank_sort_loss(logits.float(), targets)
     torch.testing.assert_close(losses["loss_x_rank"].detach(), rank)
@@ -697,9 +699,10 @@ def test_head_losses_balance_the_box_loss_to_rank_plus_sort():
 def test_head_losses_name_the_head_on_non_finite_logits():
     logits = torch.tensor([0.0, float("nan"), 1.0])
     targets = torch.tensor([1.0, 0.0, 0.0])
-    boxes = torch.zeros(1, 4)
     with pytest.raises(FloatingPointError, match="loss_head_rank"):
-        RankSortLoss().head_losses(logits, targets, boxes, boxes, torch.ones(1), prefix="loss_head")
+        RankSortLoss().head_losses(
+            logits, targets, torch.zeros(1), torch.ones(1), prefix="loss_head"
+        )
 
 
 # ----------------------------------------------------------------------------------------------

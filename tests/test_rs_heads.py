@@ -8,7 +8,7 @@ from detectron2.config import LazyConfig, instantiate
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from rs_detectron2.losses import RankingLoss, RankSortLoss, giou_loss, rank_sort_loss
+from rs_detectron2.losses import RankingLoss, RankSortLoss, rank_sort_loss
 from rs_detectron2.model_zoo import get_config
 from rs_detectron2.modeling import RSRPN, RSFastRCNNOutputLayers
 from rs_detectron2.modeling.roi_heads import BOX_SCORE_FIELD, rs_mask_loss
@@ -250,15 +250,13 @@ class ConstantWeightLoss(RankingLoss):
         super().__init__()
         self.box_weight = box_weight
 
-    def head_losses(
-        self, logits, targets, pos_pred_boxes, pos_gt_boxes, pos_box_weights, *, prefix
-    ):
+    def head_losses(self, logits, targets, loc_losses, loc_weights, *, prefix, loc_name="box"):
         keep = targets >= 0
         cls = torch.nn.functional.binary_cross_entropy_with_logits(
             logits[keep], (targets[keep] > 0).float()
         )
-        box = giou_loss(pos_pred_boxes, pos_gt_boxes).sum() / max(len(pos_gt_boxes), 1)
-        return {f"{prefix}_bce": cls, f"{prefix}_box": self.box_weight * box}
+        box = loc_losses.sum() / max(len(loc_losses), 1)
+        return {f"{prefix}_bce": cls, f"{prefix}_{loc_name}": self.box_weight * box}
 
     def balance_auxiliary(self, loss, head_losses):
         return 3.0 * loss

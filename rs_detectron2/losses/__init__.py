@@ -10,11 +10,12 @@ from .balancing import balance_to
 from .box_losses import aligned_iou, dice_loss, giou_loss, weighted_mean
 from .pool import RANKING_POOLS
 from .rank_sort import RankSortLoss, rank_sort_loss
-from .ranking import RankingLoss
+from .ranking import RankingLoss, ranking_targets
 
 __all__ = [
     "RANKING_POOLS",
     "RankingLoss",
+    "ranking_targets",
     "RankSortLoss",
     "rank_sort_loss",
     "balance_to",

@@ -30,7 +30,6 @@ import torch
 import torch.distributed as dist
 
 from .balancing import balance_to
-from .box_losses import giou_loss
 from .pool import (
     check_pool,
     distributed_world_size,
@@ -173,10 +172,10 @@ def alrp_loss(
 class ALRPLoss(RankingLoss):
     """aLRP Loss as the ranking loss of a detection head, with its self-balance (SB).
 
-    :meth:`head_losses` computes the localisation errors of the positives as
-    ``GIoU loss / (2 (1 - tau))`` and returns ``{prefix}_alrp_cls`` and ``{prefix}_alrp_loc``, the
-    latter already multiplied by the SB weight ``w`` (the paper's self-balance). ``w`` starts at
-    ``init_weight``; after every ``period`` training calls it becomes
+    :meth:`head_losses` takes the localisation errors of the positives as ``loss / (2 (1 - tau))``
+    of their localisation losses (GIoU of boxes, Dice of masks) and returns ``{prefix}_alrp_cls``
+    and ``{prefix}_alrp_loc``, the latter already multiplied by the SB weight ``w`` (the paper's
+    self-balance). ``w`` starts at ``init_weight``; after every ``period`` training calls it becomes
     ``(mean loss_cls + mean loss_loc) / mean loss_loc`` over that period's values (unchanged if the
     mean localisation loss is 0 or not finite). Set ``period`` to the epoch length in iterations
     (the authors: 7,330 = ceil(117,266 COCO train images / 16)); one object per head, called once
@@ -240,13 +239,12 @@ class ALRPLoss(RankingLoss):
     def forward(self, logits: torch.Tensor, targets: torch.Tensor, loc_errors: torch.Tensor):
         return alrp_loss(logits, targets, loc_errors, self.delta, pool=self.pool, group=self.group)
 
-    def head_losses(
-        self, logits, targets, pos_pred_boxes, pos_gt_boxes, pos_box_weights, *, prefix
-    ):
+    def head_losses(self, logits, targets, loc_losses, loc_weights, *, prefix, loc_name="box"):
         """``{prefix}_alrp_cls`` and ``{prefix}_alrp_loc`` (the localisation component times the
-        SB weight, updated first when a period ends); see :meth:`RankingLoss.head_losses`.
-        ``pos_box_weights`` is not used (aLRP weights localisation by rank)."""
-        loc_errors = giou_loss(pos_pred_boxes.float(), pos_gt_boxes.float()) / (2 * (1 - self.tau))
+        SB weight, updated first when a period ends); see :meth:`RankingLoss.head_losses`. The
+        localisation errors are ``loc_losses / (2 (1 - tau))``; ``loc_weights`` and ``loc_name``
+        are not used (aLRP weights localisation by rank, in one loss)."""
+        loc_errors = loc_losses.float() / (2 * (1 - self.tau))
         try:
             loss_cls, loss_loc = self(logits, targets, loc_errors)
         except FloatingPointError as e:  # name the head whose inputs went bad

@@ -23,7 +23,7 @@ from typing import Dict, Optional
 
 import torch
 
-from .box_losses import giou_loss, weighted_mean
+from .box_losses import weighted_mean
 from .pool import check_pool, gather_pool, own_gradient, pool_group
 from .ranking import RankingLoss, autocast_off, check_delta, flat_inputs
 from .ranking_exact import negative_gradient, rank_positives
@@ -151,18 +151,15 @@ class APLoss(RankingLoss):
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return _APFunction.apply(logits, targets, self.delta, pool_group(self.pool, self.group))
 
-    def head_losses(
-        self, logits, targets, pos_pred_boxes, pos_gt_boxes, pos_box_weights, *, prefix
-    ):
-        """``{prefix}_ap`` (the AP loss) and ``{prefix}_box`` (``box_weight`` x the score-weighted
-        mean GIoU loss); see :meth:`RankingLoss.head_losses` for the arguments."""
+    def head_losses(self, logits, targets, loc_losses, loc_weights, *, prefix, loc_name="box"):
+        """``{prefix}_ap`` (the AP loss) and ``{prefix}_{loc_name}`` (``box_weight`` x the
+        score-weighted mean localisation loss); see :meth:`RankingLoss.head_losses`."""
         try:
             loss_ap = self(logits, targets)
         except FloatingPointError as e:  # name the head whose logits went bad
             raise FloatingPointError(f"{prefix}_ap: {e}") from e
-        giou = giou_loss(pos_pred_boxes.float(), pos_gt_boxes.float())
-        loss_box = weighted_mean(giou, pos_box_weights.detach().float())
-        return {f"{prefix}_ap": loss_ap, f"{prefix}_box": self.box_weight * loss_box}
+        loss_loc = weighted_mean(loc_losses.float(), loc_weights.detach().float())
+        return {f"{prefix}_ap": loss_ap, f"{prefix}_{loc_name}": self.box_weight * loss_loc}
 
     def balance_auxiliary(
         self, loss: torch.Tensor, head_losses: Dict[str, torch.Tensor]

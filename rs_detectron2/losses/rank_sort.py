@@ -31,7 +31,7 @@ from typing import Dict, Optional, Tuple
 import torch
 
 from .balancing import balance_to
-from .box_losses import giou_loss, weighted_mean
+from .box_losses import weighted_mean
 from .pool import check_pool, gather_pool, own_gradient, pool_group
 from .rank_sort_exact import rank_sort_exact
 from .ranking import RankingLoss, autocast_off, check_delta, flat_inputs
@@ -113,8 +113,9 @@ class RankSortLoss(RankingLoss):
     """The RS loss as the ranking loss of a detection head (Oksuz et al., ICCV 2021, Sec. 4).
 
     ``forward(logits, targets) -> (loss_rank, loss_sort)`` is :func:`rank_sort_loss`.
-    :meth:`head_losses` adds the score-weighted GIoU box loss, and :meth:`balance_auxiliary`
-    weights auxiliary losses (the mask loss), both rescaled every iteration so that their value
+    :meth:`head_losses` adds the score-weighted localisation loss (GIoU of the boxes, or Dice of
+    the masks), and :meth:`balance_auxiliary` weights auxiliary losses (the mask loss), both
+    rescaled every iteration so that their value
     equals ``loss_rank + loss_sort`` (the paper's tuning-free task balancing; no gradient through
     the scale).
 
@@ -136,22 +137,19 @@ class RankSortLoss(RankingLoss):
             logits, targets, self.delta, pool_group(self.pool, self.group)
         )
 
-    def head_losses(
-        self, logits, targets, pos_pred_boxes, pos_gt_boxes, pos_box_weights, *, prefix
-    ):
+    def head_losses(self, logits, targets, loc_losses, loc_weights, *, prefix, loc_name="box"):
         """``{prefix}_rank`` (carries the whole RS gradient), ``{prefix}_sort`` (value only) and
-        ``{prefix}_box`` (score-weighted GIoU rescaled so that its value equals rank + sort); see
-        :meth:`RankingLoss.head_losses` for the arguments."""
+        ``{prefix}_{loc_name}`` (the score-weighted mean localisation loss rescaled so that its
+        value equals rank + sort); see :meth:`RankingLoss.head_losses` for the arguments."""
         try:
             loss_rank, loss_sort = self(logits, targets)
         except FloatingPointError as e:  # name the head whose logits went bad
             raise FloatingPointError(f"{prefix}_rank: {e}") from e
-        giou = giou_loss(pos_pred_boxes.float(), pos_gt_boxes.float())
-        loss_box = weighted_mean(giou, pos_box_weights.detach().float())
+        loss_loc = weighted_mean(loc_losses.float(), loc_weights.detach().float())
         return {
             f"{prefix}_rank": loss_rank,
             f"{prefix}_sort": loss_sort,
-            f"{prefix}_box": balance_to(loss_box, loss_rank + loss_sort),
+            f"{prefix}_{loc_name}": balance_to(loss_loc, loss_rank + loss_sort),
         }
 
     def balance_auxiliary(

@@ -11,12 +11,12 @@ across iterations. So a head never changes when another ranking loss is swapped 
 
 import contextlib
 import math
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import nn
 
-__all__ = ["RankingLoss", "autocast_off", "check_delta", "flat_inputs"]
+__all__ = ["RankingLoss", "autocast_off", "check_delta", "flat_inputs", "ranking_targets"]
 
 
 class RankingLoss(nn.Module):
@@ -30,25 +30,28 @@ class RankingLoss(nn.Module):
         self,
         logits: torch.Tensor,
         targets: torch.Tensor,
-        pos_pred_boxes: torch.Tensor,
-        pos_gt_boxes: torch.Tensor,
-        pos_box_weights: torch.Tensor,
+        loc_losses: torch.Tensor,
+        loc_weights: torch.Tensor,
         *,
         prefix: str,
+        loc_name: str = "box",
     ) -> Dict[str, torch.Tensor]:
-        """Every training loss of one head.
+        """Every training loss of one head: the ranking loss and its localisation loss.
 
         Args:
-            logits: classification logits of the whole ranking pool, any shape (e.g. (R, K)).
+            logits: classification logits of the whole ranking pool, any shape (e.g. (N, R, K)).
             targets: same shape: ``< 0`` ignored, ``0`` negative, ``(0, 1]`` positive, the value
                 being its localisation quality (the IoU of its regressed box with its ground
-                truth). Losses with binary labels use ``targets > 0``.
-            pos_pred_boxes: (P, 4) XYXY decoded boxes of the P positives (with gradient), in the
-                order of ``targets.flatten() > 0``.
-            pos_gt_boxes: (P, 4) their ground-truth boxes.
-            pos_box_weights: (P,) detached weights of the positives' box losses (their max-class
-                scores).
+                truth, or the Dice coefficient of its mask); see :func:`ranking_targets`. Losses
+                with binary labels use ``targets > 0``.
+            loc_losses: (P,) localisation loss of each of the P positives (with gradient), in the
+                order of ``targets.flatten() > 0``, values in [0, 2]: the GIoU loss of its
+                regressed box (box heads), or the Dice loss of its mask (box-free heads).
+            loc_weights: (P,) detached weights of the positives' localisation losses (their
+                max-class scores).
             prefix: the head's key prefix, e.g. ``"loss_rpn"``.
+            loc_name: names the localisation loss, ``{prefix}_{loc_name}`` (``"box"``,
+                ``"mask"``), for losses that report it separately.
         Returns:
             dict of named 0-dim losses, every key starting with ``prefix``; their sum is what the
             head contributes to the total loss.
@@ -120,3 +123,31 @@ def flat_inputs(
     y = targets.detach().reshape(-1)
     y = y.to(torch.float64) if y.dtype == torch.float64 else y.to(out_dtype)
     return s, y, out_dtype
+
+
+def ranking_targets(
+    logits: torch.Tensor,
+    positives: Tuple[torch.Tensor, ...],
+    quality: torch.Tensor,
+    ignore: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """The targets of a ranking pool: 0 (negative) everywhere, -1 where ``ignore``, and each
+    positive's localisation quality at its entry.
+
+    Args:
+        logits: the pool's logits, any shape (only shape, dtype and device are used).
+        positives: index tuple of the P positive entries into ``logits`` (e.g. ``(image, anchor,
+            class)``), in the order of ``quality``; P distinct entries.
+        quality: (P,) qualities in (0, 1] (e.g. the IoU of each regressed box with its ground
+            truth), detached.
+        ignore: optional bool mask over ``logits`` or over its leading dimensions (e.g. (N, R) for
+            (N, R, K) logits: every class of an ignored anchor); ignored entries get -1.
+    Returns:
+        targets of ``logits``'s shape, in ``logits``'s dtype promoted to at least float32.
+    """
+    dtype = torch.promote_types(logits.dtype, torch.float32)
+    targets = torch.zeros(logits.shape, dtype=dtype, device=logits.device)
+    if ignore is not None:
+        targets[ignore] = -1.0
+    targets[positives] = quality.detach().to(dtype)
+    return targets

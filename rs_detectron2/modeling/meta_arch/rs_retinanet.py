@@ -14,7 +14,7 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 
 from ...config.defaults import ranking_loss_from_config
-from ...losses import RankingLoss, RankSortLoss
+from ...losses import RankingLoss, RankSortLoss, giou_loss, ranking_targets
 from ..anchor_validity import valid_anchor_mask
 from ..assigners import ATSSAssigner, IoUAssigner, PAAAssigner
 from ..events import put_ranking_loss_scalars
@@ -250,9 +250,8 @@ class RSRetinaNet(RetinaNet):
         )
         matched_gt = torch.stack(gt_boxes)[pos_img, pos_anchor].float()
 
-        targets = torch.zeros_like(logits)
-        targets[labels < 0] = -1.0
-        targets[pos_img, pos_anchor, pos_classes] = regression_quality(pred_boxes, matched_gt)
+        quality = regression_quality(pred_boxes, matched_gt)
+        targets = ranking_targets(logits, (pos_img, pos_anchor, pos_classes), quality, labels < 0)
         box_weights = logits[pos_img, pos_anchor].detach().sigmoid().amax(dim=1)
 
         num_images = len(gt_labels)
@@ -260,8 +259,9 @@ class RSRetinaNet(RetinaNet):
         storage.put_scalar("num_pos_anchors", pos_img.numel() / num_images)
         storage.put_scalar("num_ignored_anchors", (labels < 0).sum().item() / num_images)
 
+        giou = giou_loss(pred_boxes, matched_gt)
         losses = self.ranking_loss.head_losses(
-            logits, targets, pred_boxes, matched_gt, box_weights, prefix="loss_dense"
+            logits, targets, giou, box_weights, prefix="loss_dense"
         )
         put_ranking_loss_scalars(self.ranking_loss, "dense")
         return losses

@@ -12,7 +12,7 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 
 from ...config.defaults import ranking_loss_from_config
-from ...losses import RankingLoss, RankSortLoss
+from ...losses import RankingLoss, RankSortLoss, giou_loss, ranking_targets
 from ..anchor_validity import valid_anchor_mask
 from ..events import put_ranking_loss_scalars
 from ..matcher import MinIoULowQualityMatcher
@@ -134,8 +134,8 @@ class RSRPN(RPN):
             deltas[pos_img, pos_anchor], anchors[pos_anchor]
         )
         matched_gt = torch.stack(gt_boxes)[pos_img, pos_anchor]
-        targets = labels.to(torch.float32)
-        targets[pos_img, pos_anchor] = regression_quality(pred_boxes, matched_gt)
+        quality = regression_quality(pred_boxes, matched_gt)
+        targets = ranking_targets(logits, (pos_img, pos_anchor), quality, labels < 0)
 
         num_images = len(gt_labels)
         storage = get_event_storage()
@@ -145,8 +145,7 @@ class RSRPN(RPN):
         losses = self.ranking_loss.head_losses(
             logits,
             targets,
-            pred_boxes,
-            matched_gt,
+            giou_loss(pred_boxes.float(), matched_gt.float()),
             logits[pos_img, pos_anchor].detach().sigmoid(),
             prefix="loss_rpn",
         )

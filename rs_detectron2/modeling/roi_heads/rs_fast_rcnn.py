@@ -14,7 +14,7 @@ from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
 from ...config.defaults import ranking_loss_from_config
-from ...losses import RankingLoss, RankSortLoss
+from ...losses import RankingLoss, RankSortLoss, giou_loss, ranking_targets
 from ..events import put_ranking_loss_scalars
 from ..quality import regression_quality
 
@@ -114,15 +114,16 @@ class RSFastRCNNOutputLayers(FastRCNNOutputLayers):
             fg_deltas = deltas.view(num_rois, num_classes, 4)[fg, fg_classes]
         pred_boxes = self.box2box_transform.apply_deltas(fg_deltas, proposal_boxes[fg])
 
-        targets = torch.zeros((num_rois, num_classes), dtype=torch.float32, device=scores.device)
-        targets[gt_classes < 0] = -1.0  # ignored RoIs (only with a 3-label matcher)
-        targets[fg, fg_classes] = regression_quality(pred_boxes, gt_boxes[fg])
+        # ignored RoIs (gt_classes < 0) come only with a 3-label matcher
+        quality = regression_quality(pred_boxes, gt_boxes[fg])
+        targets = ranking_targets(scores, (fg, fg_classes), quality, gt_classes < 0)
 
         storage = get_event_storage()
         storage.put_scalar("rs_rcnn/num_fg_rois", fg.numel() / max(len(proposals), 1))
 
+        giou = giou_loss(pred_boxes.float(), gt_boxes[fg].float())
         losses = self.ranking_loss.head_losses(
-            scores, targets, pred_boxes, gt_boxes[fg], box_scores[fg], prefix=self.loss_prefix
+            scores, targets, giou, box_scores[fg], prefix=self.loss_prefix
         )
         put_ranking_loss_scalars(self.ranking_loss, "rs_rcnn")
         return losses

@@ -4,10 +4,9 @@ and balanced to RS instead of a weight of 3."""
 
 from typing import Dict, Optional
 
-import torch
 from torch import Tensor
 
-from ...losses import RankingLoss, RankSortLoss, dice_loss, weighted_mean
+from ...losses import RankingLoss, RankSortLoss, dice_loss, ranking_targets
 from ..events import put_ranking_loss_scalars
 from ..quality import MIN_POSITIVE_QUALITY
 from .meta_arch import DICE_EPS, SOLOv2
@@ -30,7 +29,8 @@ class RSSOLOv2(SOLOv2):
       built in raster order of the cells, so qualities and category entries of the positives
       line up (the authors' code pairs them in two different orders).
 
-    Losses with RS: ``loss_solo_rank``, ``loss_solo_sort``, ``loss_solo_mask``. Inference is
+    Losses: the ranking loss's ``head_losses`` prefixed ``loss_solo`` (with RS
+    ``loss_solo_rank``, ``loss_solo_sort``, ``loss_solo_mask``). Inference is
     SOLOv2's, maskness included.
     """
 
@@ -39,9 +39,9 @@ class RSSOLOv2(SOLOv2):
     ):
         """
         Args:
-            ranking_loss: the classifier's ranking loss and the weighting of the mask loss; its
-                ``forward(logits, targets)`` must return ``(loss_rank, loss_sort)`` as
-                :class:`RankSortLoss` does (the default, with the paper's delta 0.5).
+            ranking_loss: the classifier's ranking loss and the weighting of the mask loss
+                (default: :class:`RankSortLoss` with the paper's delta 0.5); any
+                :class:`RankingLoss` (AP, aLRP) trains the head through its ``head_losses``.
             first_come: must be True (one quality per positive entry).
             kwargs: the arguments of :class:`SOLOv2`; its focal-loss and mask-weight options do
                 not apply.
@@ -61,8 +61,8 @@ class RSSOLOv2(SOLOv2):
             mask_logits: (P, H', W') mask logits of the positive cells (one each).
             targets: see :class:`SOLOv2Targets`.
         Returns:
-            ``loss_solo_rank`` (the whole RS gradient), ``loss_solo_sort`` (value only) and
-            ``loss_solo_mask``.
+            the ranking loss's :meth:`~rs_detectron2.losses.RankingLoss.head_losses` of the Dice
+            losses, prefixed ``loss_solo`` (``loss_solo_mask``: the localisation term).
         """
         logits = logits.float()
         pos_img, pos_cell = targets.pos_img, targets.pos_cell
@@ -70,17 +70,12 @@ class RSSOLOv2(SOLOv2):
             mask_logits.float().sigmoid(), targets.gt_masks[targets.pos_gt], eps=DICE_EPS
         )
         # written by index: each quality lands on its own cell's entry
-        rs_targets = torch.zeros_like(logits)
         quality = (1.0 - dice.detach()).clamp(min=MIN_POSITIVE_QUALITY, max=1.0)
-        rs_targets[pos_img, pos_cell, targets.labels[pos_img, pos_cell]] = quality
-        try:
-            loss_rank, loss_sort = self.ranking_loss(logits, rs_targets)
-        except FloatingPointError as e:  # name the head whose logits went bad
-            raise FloatingPointError(f"loss_solo_rank: {e}") from e
+        positives = (pos_img, pos_cell, targets.labels[pos_img, pos_cell])
+        rs_targets = ranking_targets(logits, positives, quality)
         weights = logits[pos_img, pos_cell].detach().sigmoid().amax(dim=1)
-        losses = {"loss_solo_rank": loss_rank, "loss_solo_sort": loss_sort}
-        losses["loss_solo_mask"] = self.ranking_loss.balance_auxiliary(
-            weighted_mean(dice, weights), losses
+        losses = self.ranking_loss.head_losses(
+            logits, rs_targets, dice, weights, prefix="loss_solo", loc_name="mask"
         )
         put_ranking_loss_scalars(self.ranking_loss, "solo")
         return losses

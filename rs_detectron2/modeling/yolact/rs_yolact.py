@@ -3,12 +3,18 @@ for Object Detection and Instance Segmentation", ICCV 2021, Sec. 6.2)."""
 
 from typing import Dict, Optional
 
-import torch
 from torch import Tensor
 
 from detectron2.utils.events import get_event_storage
 
-from ...losses import RankingLoss, RankSortLoss, dice_loss, weighted_mean
+from ...losses import (
+    RankingLoss,
+    RankSortLoss,
+    dice_loss,
+    giou_loss,
+    ranking_targets,
+    weighted_mean,
+)
 from ..events import put_ranking_loss_scalars
 from ..quality import regression_quality
 from .assembly import relative_boxes
@@ -66,16 +72,14 @@ class RSYOLACT(YOLACT):
             batch.deltas[pos.image, pos.anchor].float(), batch.anchors[pos.anchor]
         )
         gt_boxes = pos.gt_boxes.float()
-        targets = torch.zeros_like(logits)
-        targets[labels < 0] = -1.0
-        targets[pos.image, pos.anchor, pos.classes] = regression_quality(pred_boxes, gt_boxes)
+        quality = regression_quality(pred_boxes, gt_boxes)
+        targets = ranking_targets(logits, (pos.image, pos.anchor, pos.classes), quality, labels < 0)
         weights = logits[pos.image, pos.anchor].detach().sigmoid().amax(dim=1)
 
         storage = get_event_storage()
         storage.put_scalar("num_ignored_anchors", (labels < 0).sum().item() / labels.shape[0])
-        losses = self.ranking_loss.head_losses(
-            logits, targets, pred_boxes, gt_boxes, weights, prefix="loss_dense"
-        )
+        giou = giou_loss(pred_boxes, gt_boxes)
+        losses = self.ranking_loss.head_losses(logits, targets, giou, weights, prefix="loss_dense")
         put_ranking_loss_scalars(self.ranking_loss, "dense")
 
         boxes_rel = relative_boxes(gt_boxes, batch.input_size)
