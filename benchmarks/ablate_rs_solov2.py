@@ -5,8 +5,8 @@ positive cell's target being the soft Dice of its own predicted mask, and (2) th
 Dice loss averaged with the cells' scores as weights and rescaled to the value of rank + sort,
 instead of the plain mean x 3. The classes below swap one of them back. Each logs the plain mean
 Dice loss of the positives as ``solo/mask_dice`` (RS's logged mask loss is rescaled, so it does
-not show how good the masks are). Select one from the command line (README, "RS-SOLOv2 behind,
-investigated")::
+not show how good the masks are). Select one from the command line (docs/benchmarks.md, "RS-SOLOv2
+behind, investigated")::
 
     PYTHONPATH=benchmarks python train_net.py \
         --config-file configs/quick_schedules/rs_solov2_tiny.py train.seed=0 train.device=cpu \

@@ -14,7 +14,7 @@ the picture written for it and the files that were skipped.
 
 Detections are kept at score >= ``--threshold`` (default 0.5), or at their class's LRP-optimal
 threshold from ``--lrp-thresholds FILE`` (written by ``train_net.py --eval-only
---lrp-thresholds-out FILE``, see README.md). ``KEY=VALUE`` overrides the config (e.g.
+--lrp-thresholds-out FILE``, see docs/evaluation.md). ``KEY=VALUE`` overrides the config (e.g.
 ``model.roi_heads.num_classes=2``). Files that cannot be read are skipped and listed at the end;
 exit status 1 when no input could be read or the weights do not fit, 2 for bad arguments.
 """

@@ -1,5 +1,5 @@
 """benchmarks/ablate_rs_solov2.py: each RS-SOLOv2 variant changes what it says and nothing else,
-and each is selected by a command-line override as the README shows."""
+and each is selected by a command-line override as docs/benchmarks.md shows."""
 
 import importlib.util
 import os

@@ -135,7 +135,7 @@ def test_coco_1x_is_twelve_epochs_of_train2017():
     spec.loader.exec_module(schedules)
     max_iter, lr_multiplier = schedules.d2_90k()
     assert max_iter == 90000 and list(lr_multiplier.scheduler.milestones) == [60000, 80000, 90000]
-    # ... and from the command line (README: "Differences from the authors' code")
+    # ... and from the command line (docs/models.md: "Differences from the authors' code")
     overrides = [
         "train.max_iter=90000",
         "lr_multiplier.scheduler.milestones=[60000,80000,90000]",

@@ -353,7 +353,7 @@ def test_peak_memory_within_twice_the_input(num, num_pos, trained):
     """float32 inputs with one positive in ten (the tree pass and the compacted walk, or the flat
     walk), the benchmark's dense-pass row, and the dense pass on a small input (its row blocks
     shrink with the input): the peak of the live tensors of one call, the returned gradient
-    included, stays within 2x the bytes of logits + targets (README.md, "The loss at scale")."""
+    included, stays within 2x the bytes of logits + targets (docs/benchmarks.md, "Peak memory")."""
     s, y = make_case(60, num, num_pos, targets="quant", num_ign=num // 50, trained=trained)
     s, y = s.float(), y.float()
     counter = _LiveTensorBytes(s, y)

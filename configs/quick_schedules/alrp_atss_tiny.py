@@ -18,6 +18,6 @@ model.ranking_loss = L(ALRPLoss)(tau=0.5, period=EPOCH, init_weight=50.0)
 dataloader.train.mapper.use_instance_mask = False
 optimizer.lr = 0.008  # as the RS dense tiny configs
 # Clipped as the tiny aLRP-RetinaNet (unclipped, one of its three seeds lost its classification
-# tower: README, "aLRP Loss on RetinaNet") and aLRP-Faster R-CNN.
+# tower: docs/benchmarks.md, "aLRP Loss on RetinaNet") and aLRP-Faster R-CNN.
 train.clip_gradients.max_norm = 10.0
 train.output_dir = "./output/alrp_atss_tiny"

@@ -18,7 +18,7 @@ model.ranking_loss = L(ALRPLoss)(tau=0.5, period=EPOCH, init_weight=50.0)
 dataloader.train.mapper.use_instance_mask = False
 optimizer.lr = 0.008  # as the RS dense tiny configs
 # Unclipped, one of three seeds lost its classification tower by iteration 180 (last ReLU all
-# zero, every score 0.01: README, "aLRP Loss on RetinaNet"); clipping the global gradient norm at
-# 10, as the tiny aLRP-Faster R-CNN does, kept all three seeds training.
+# zero, every score 0.01: docs/benchmarks.md, "aLRP Loss on RetinaNet"); clipping the global
+# gradient norm at 10, as the tiny aLRP-Faster R-CNN does, kept all three seeds training.
 train.clip_gradients.max_norm = 10.0
 train.output_dir = "./output/alrp_retinanet_tiny"

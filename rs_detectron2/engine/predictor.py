@@ -6,7 +6,7 @@ the model, load the weights, convert the image to ``model.input_format``, apply 
 augmentations of ``dataloader.test.mapper`` (the test resize), run the model in eval mode and map
 the outputs back to the original image size. It also keeps only the detections at or above a score
 threshold: one for every class, or one per class, such as the LRP-optimal thresholds written by
-``train_net.py --eval-only --lrp-thresholds-out FILE`` (see README.md).
+``train_net.py --eval-only --lrp-thresholds-out FILE`` (see docs/evaluation.md).
 
     predictor = LazyPredictor("quick_schedules/rs_mask_rcnn_tiny.py", "output/model_final.pth",
                               class_thresholds="thresholds.json")

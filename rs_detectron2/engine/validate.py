@@ -14,7 +14,8 @@ Each check raises :class:`ConfigError` (the command line or the config cannot wo
 :func:`ranking_pool_warning` is not an error: it says when the ranking losses rank a pool of another
 size than the paper's (each process ranks its own images, 4 in the authors' 4 GPUs x 4 images).
 
-README.md ("Your own data") describes what is checked and how to read the report.
+docs/getting_started.md ("Start-up checks") and docs/datasets.md describe what is checked and
+how to read the report.
 """
 
 import ast
@@ -361,8 +362,8 @@ def ranking_pool_warning(cfg, world_size: int) -> Optional[str]:
     """A warning when the ranking pool differs from the paper's recipe, else None.
 
     The authors train with 4 GPUs x 4 images and each GPU ranks its own 4 images (the paper's
-    recipe; README.md, "Ranking pool"). With ``pool="local"`` our heads rank each process's images
-    too, so another layout of the batch changes what is ranked against what.
+    recipe; docs/getting_started.md, "Ranking pool"). With ``pool="local"`` our heads rank each
+    process's images too, so another layout of the batch changes what is ranked against what.
 
     Args:
         cfg: the LazyConfig with overrides applied. ``train.ranking_pool_images`` is the recipe's

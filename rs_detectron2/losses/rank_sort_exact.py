@@ -50,7 +50,7 @@ _DENSE_MAX_CHUNKS = 64
 _NEG_BLOCK = 1 << 16
 _NEG_MIN_BLOCK = {"cpu": 4096, "cuda": 1 << 16}
 # From this many positives on, the tree pass replaces the dense one (the crossover measured with
-# benchmarks/bench_rank_sort.py --crossover; README.md, "The loss at scale").
+# benchmarks/bench_rank_sort.py --crossover; docs/benchmarks.md, "The RS loss at scale").
 _TREE_MIN_POS = {"cpu": 2048, "cuda": 2048}
 _PAIR_METHODS = ("auto", "dense", "tree")
 # The tree pass sums leaves of 2^_LEAF_LEVEL quality positions directly, and leaves of 64 up to
@@ -340,8 +340,9 @@ def _exclusive_cumsum(x: torch.Tensor) -> torch.Tensor:
 
 def _tree_chunk(num_pos: int, device: torch.device) -> int:
     """Queries (and positions) handled together in the quality tree: a fraction of the positives,
-    so that per-chunk temporaries stay small next to the per-positive arrays (README.md, "The loss
-    at scale": peak extra memory at most 2x the input). Larger on GPUs, where launches dominate."""
+    so that per-chunk temporaries stay small next to the per-positive arrays (docs/benchmarks.md,
+    "Peak memory": peak extra memory at most 2x the input). Larger on GPUs, where launches
+    dominate."""
     minimum = _TREE_MIN_CHUNK.get(device.type, _TREE_MIN_CHUNK["cuda"])
     return max(minimum, -(-num_pos // _TREE_CHUNKS))
 

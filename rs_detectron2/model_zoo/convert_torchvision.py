@@ -13,7 +13,7 @@ Detectron2's model-zoo layout: ``{"model": {name: ndarray}, "__author__": "torch
 ``res2.0.conv1.norm``, ``res2.0.shortcut`` ...), which Detectron2's checkpointer matches to
 ``backbone.bottom_up.*`` of any of our models; the classifier (``fc``) is left out. The ``*_tv.py``
 configs expect the file at ``train.init_checkpoint`` (``torchvision_R_50.pkl`` in the working
-directory unless overridden; README.md, "The authors' backbone (torchvision R-50)").
+directory unless overridden; docs/models.md, "The authors' backbone (torchvision R-50)").
 """
 
 import argparse

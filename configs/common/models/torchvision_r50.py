@@ -3,7 +3,7 @@
 # in 0-255 scale; BN statistics frozen, BN affine trainable; stem and res2 frozen). The MSRA configs
 # use Detectron2's caffe-style R-50 with FrozenBN instead. Weights: Detectron2's conversion of
 # torchvision's ImageNet R-50 (the weights behind mmdetection's torchvision://resnet50); other
-# torchvision checkpoints: `python -m rs_detectron2.model_zoo.convert_torchvision` (README.md).
+# torchvision checkpoints: `python -m rs_detectron2.model_zoo.convert_torchvision` (docs/models.md).
 from detectron2.model_zoo import get_config
 
 from rs_detectron2.modeling.backbone import FrozenStatsBatchNorm2d

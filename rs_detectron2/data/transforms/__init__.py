@@ -1,5 +1,5 @@
 """SSD-style augmentations as Detectron2 augmentations (photometric distortion, expand, min-IoU
-crop) and the mapper that runs them, for the YOLACT and aLRP 512 px recipes of README.md. The
+crop) and the mapper that runs them, for the YOLACT and aLRP 512 px recipes (docs/models.md). The
 fixed-size resize that ignores the aspect ratio is Detectron2's ``T.Resize((h, w))``."""
 
 from .geometry import (

@@ -2,7 +2,7 @@
 section 2.2 "Data augmentation" and section 3.6, the "zoom out" for small objects): placing the
 image on a larger mean-filled canvas (:class:`Expand`) and cropping a patch that overlaps the
 objects by a minimum IoU (:class:`MinIoURandomCrop`), as used by the YOLACT and aLRP recipes of
-README.md.
+docs/models.md.
 
 Boxes are (N, 4) XYXY_ABS arrays and polygons (K, 2) arrays of (x, y) in pixels, as Detectron2's
 transforms expect.

@@ -1,5 +1,5 @@
 """A DatasetMapper for SSD-style augmentation (Liu et al., "SSD: Single Shot MultiBox Detector",
-ECCV 2016, section 2.2), used by the YOLACT and aLRP 512 px recipes of README.md: it gives the
+ECCV 2016, section 2.2), used by the YOLACT and aLRP 512 px recipes (docs/models.md): it gives the
 boxes to the augmentations (the min-IoU crop needs them), can drop tiny boxes first, and drops
 the instances whose box centre left the image (what SSD's crop keeps is decided by the centre).
 """

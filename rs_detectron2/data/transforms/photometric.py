@@ -1,5 +1,5 @@
 """SSD-style photometric distortion (Liu et al., "SSD: Single Shot MultiBox Detector", ECCV 2016,
-section 2.2 "Data augmentation"), as used by the YOLACT and aLRP recipes of README.md.
+section 2.2 "Data augmentation"), as used by the YOLACT and aLRP recipes (docs/models.md).
 
 Pixel values are on the 0-255 scale whatever the dtype. Hue is measured in degrees on the 0-360
 circle (the convention of HSV on float images); the default ``hue_delta=18`` is therefore a shift

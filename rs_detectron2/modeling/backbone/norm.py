@@ -12,7 +12,7 @@ class FrozenStatsBatchNorm2d(nn.BatchNorm2d):
     in training mode too, while its ``weight`` and ``bias`` stay trainable.
 
     This is the R-50 the RS paper's models were trained with (torchvision's ResNet-50 as
-    mmdetection runs it, ``norm_eval=True`` with trainable BN affine; README.md, "The authors'
+    mmdetection runs it, ``norm_eval=True`` with trainable BN affine; docs/models.md, "The authors'
     backbone (torchvision R-50)"). Detectron2's ``FrozenBN`` freezes
     the affine too; ``"BN"`` updates the statistics. Pass the class as ``norm=`` to Detectron2's
     ``BasicStem`` / ``ResNet.make_default_stages`` (a callable that takes the channel count);
