@@ -11,11 +11,61 @@ from detectron2.config import LazyConfig, instantiate
 from rs_detectron2.losses import RankingLoss
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = sorted(
-    os.path.relpath(p, os.path.join(REPO, "configs"))
-    for p in glob.glob(os.path.join(REPO, "configs", "**", "*.py"), recursive=True)
-    if f"{os.sep}common{os.sep}" not in p
-)
+# Every leaf config, by name: adding, renaming or deleting one is a deliberate edit here
+# (test_the_listed_configs_are_the_files_on_disk).
+CONFIGS = [
+    "COCO-Detection/alrp_atss_R_50_FPN_1x.py",
+    "COCO-Detection/alrp_faster_rcnn_R_50_FPN_1x.py",
+    "COCO-Detection/alrp_retinanet_R_50_FPN_1x.py",
+    "COCO-Detection/alrp_retinanet_R_50_FPN_512_100e.py",
+    "COCO-Detection/ap_atss_R_50_FPN_1x.py",
+    "COCO-Detection/ap_retinanet_R_50_FPN_1x.py",
+    "COCO-Detection/ap_retinanet_R_50_FPN_512_100e.py",
+    "COCO-Detection/cascade_rcnn_R_50_FPN_1x.py",
+    "COCO-Detection/faster_rcnn_R_50_FPN_1x.py",
+    "COCO-Detection/retinanet_R_50_FPN_1x.py",
+    "COCO-Detection/rs_atss_R_50_FPN_1x.py",
+    "COCO-Detection/rs_atss_R_50_FPN_1x_tv.py",
+    "COCO-Detection/rs_cascade_rcnn_R_50_FPN_1x.py",
+    "COCO-Detection/rs_cascade_rcnn_R_50_FPN_1x_tv.py",
+    "COCO-Detection/rs_faster_rcnn_R_50_FPN_1x.py",
+    "COCO-Detection/rs_faster_rcnn_R_50_FPN_1x_tv.py",
+    "COCO-Detection/rs_paa_R_50_FPN_1x.py",
+    "COCO-Detection/rs_paa_R_50_FPN_1x_tv.py",
+    "COCO-Detection/rs_retinanet_R_50_FPN_1x.py",
+    "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.py",
+    "COCO-InstanceSegmentation/rs_mask_rcnn_R_50_FPN_1x.py",
+    "COCO-InstanceSegmentation/rs_mask_rcnn_R_50_FPN_1x_tv.py",
+    "COCO-InstanceSegmentation/rs_solov2_R_101_FPN_3x.py",
+    "COCO-InstanceSegmentation/rs_solov2_light_R_34_FPN_448_3x.py",
+    "COCO-InstanceSegmentation/rs_yolact_R_50_550_55e.py",
+    "COCO-InstanceSegmentation/solov2_R_101_FPN_3x.py",
+    "COCO-InstanceSegmentation/solov2_light_R_34_FPN_448_3x.py",
+    "COCO-InstanceSegmentation/yolact_R_50_550_55e.py",
+    "LVISv1-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_rfs.py",
+    "LVISv1-InstanceSegmentation/rs_mask_rcnn_R_50_FPN_1x_rfs.py",
+    "LVISv1-InstanceSegmentation/rs_mask_rcnn_R_50_FPN_1x_rfs_tv.py",
+    "quick_schedules/alrp_atss_tiny.py",
+    "quick_schedules/alrp_faster_rcnn_tiny.py",
+    "quick_schedules/alrp_retinanet_tiny.py",
+    "quick_schedules/ap_atss_tiny.py",
+    "quick_schedules/ap_retinanet_tiny.py",
+    "quick_schedules/cascade_rcnn_tiny.py",
+    "quick_schedules/faster_rcnn_tiny.py",
+    "quick_schedules/mask_rcnn_tiny.py",
+    "quick_schedules/retinanet_tiny.py",
+    "quick_schedules/rs_atss_tiny.py",
+    "quick_schedules/rs_cascade_rcnn_tiny.py",
+    "quick_schedules/rs_faster_rcnn_tiny.py",
+    "quick_schedules/rs_mask_rcnn_lvis_tiny.py",
+    "quick_schedules/rs_mask_rcnn_tiny.py",
+    "quick_schedules/rs_paa_tiny.py",
+    "quick_schedules/rs_retinanet_tiny.py",
+    "quick_schedules/rs_solov2_tiny.py",
+    "quick_schedules/rs_yolact_tiny.py",
+    "quick_schedules/solov2_tiny.py",
+    "quick_schedules/yolact_tiny.py",
+]
 
 
 def load(name):
@@ -26,8 +76,14 @@ def load(name):
 RANKING_LOSSES = {"rs": "RankSortLoss", "ap": "APLoss", "alrp": "ALRPLoss"}
 
 
-def test_configs_found():
-    assert len(CONFIGS) >= 12
+def test_the_listed_configs_are_the_files_on_disk():
+    on_disk = {
+        os.path.relpath(p, os.path.join(REPO, "configs")).replace(os.sep, "/")
+        for p in glob.glob(os.path.join(REPO, "configs", "**", "*.py"), recursive=True)
+        if f"{os.sep}common{os.sep}" not in p
+    }
+    assert CONFIGS == sorted(set(CONFIGS))
+    assert set(CONFIGS) == on_disk
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -223,6 +279,49 @@ def test_a_model_with_an_overridden_class_count_trains_on_that_many_classes(name
         image["instances"].gt_classes = image["instances"].gt_classes % 3
     losses, _ = train_step(model, inputs)
     assert all(torch.isfinite(v) for v in losses.values())
+
+    # Tied logits: every classifier zeroed, the RS losses of each head are known by hand.
+    with torch.no_grad():
+        for module_name, module in model.named_modules():
+            if module_name.rsplit(".", 1)[-1] in ("cls_score", "objectness_logits"):
+                module.weight.zero_()
+                module.bias.zero_()
+    calls = []  # (loss module, logits, targets, (loss_rank, loss_sort)) of every ranking loss
+    for module in model.modules():
+        if isinstance(module, RankingLoss):
+            module.register_forward_hook(lambda m, args, out: calls.append((m, *args, out)))
+    train_step(model, inputs)
+    two_stage = "roi_heads" in cfg.model
+    class_loss = (model.roi_heads.box_predictor if two_stage else model).ranking_loss
+    rpn_loss = [model.proposal_generator.ranking_loss] if two_stage else []
+    assert [m for m, *_ in calls] == rpn_loss + [class_loss]
+    for loss, logits, targets, (rank, sort) in calls:
+        if loss is class_loss:
+            assert logits.shape[-1] == 3  # the overridden class count reaches the ranking loss
+        assert (targets > 0).any()
+        expected_rank, expected_sort = tied_logits_rs_losses(targets)
+        assert float(rank.detach()) == pytest.approx(expected_rank, rel=1e-5)
+        assert float(sort) == pytest.approx(expected_sort, rel=1e-4, abs=1e-7)
+
+
+def tied_logits_rs_losses(targets):
+    """``(loss_rank, loss_sort)`` of RS when every logit is the same, worked out by hand.
+
+    Every pair then has the same H(s_k - s_i) = h (1/2; 1 with delta 0), which cancels. For a
+    positive i among P positives and N negatives, R_i = P h and NFP_i = N h, so the ranking error
+    is N / (P + N). With L_i the positives of lower quality than i and G_i the others (i
+    included): D_i = |L_i| h, A_i = |G_i| h, E_i and B_i are h times the sums of 1 - y over L_i
+    and G_i, so l_S(i) = (A_i E_i - B_i D_i) / (A_i R_i) = |L_i| / P x (mean_G y - mean_L y).
+    """
+    y = targets.detach().flatten().double()
+    pos = y[y > 0]
+    num_pos, num_neg = len(pos), int((y == 0).sum())
+    sort = sum(
+        float((pos < q).sum() / num_pos * (pos[pos >= q].mean() - pos[pos < q].mean()))
+        for q in pos
+        if (pos < q).any()
+    )
+    return num_neg / (num_pos + num_neg), sort / num_pos
 
 
 def test_512_recipes_follow_the_alrp_paper():

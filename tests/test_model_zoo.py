@@ -1,4 +1,5 @@
-"""rs_detectron2.model_zoo: every config is listed and loads, and a built wheel ships them all."""
+"""rs_detectron2.model_zoo: every config is listed, the tiny models build, and a built wheel ships
+every config (that each config loads and instantiates: tests/test_configs.py)."""
 
 import os
 import shutil
@@ -35,13 +36,6 @@ def test_list_configs_is_every_model_config():
     assert [c.replace(os.sep, "/") for c in configs] == MODEL_CONFIGS
     assert "COCO-Detection/rs_faster_rcnn_R_50_FPN_1x.py" in configs
     assert "quick_schedules/rs_mask_rcnn_tiny.py" in configs
-
-
-@pytest.mark.parametrize("name", MODEL_CONFIGS)
-def test_get_config_loads_every_config(name):
-    cfg = model_zoo.get_config(name)
-    for key in ("model", "dataloader", "optimizer", "lr_multiplier", "train"):
-        assert key in cfg, f"{name} lacks {key}"
 
 
 @pytest.mark.parametrize("name", [c for c in MODEL_CONFIGS if c.startswith("quick_schedules/")])

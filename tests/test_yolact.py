@@ -314,6 +314,10 @@ def test_no_positives_despite_ground_truth(name):
         assert torch.isfinite(value), key
     if name == "rs_yolact":
         assert_zero_losses_still_in_graph(losses, head_layers(model))
+    else:
+        # OHEM keeps 3 x 0 negatives and no positive: no classification, box or mask term
+        for key in ("loss_cls", "loss_box_reg", "loss_mask"):
+            assert float(losses[key]) == 0.0, key
 
 
 @pytest.mark.parametrize("name", ["rs_yolact", "yolact"])
@@ -332,6 +336,32 @@ def test_any_number_of_classes(name, num_classes):
     with torch.no_grad():
         result = model(inputs[:1])[0]["instances"]
     assert len(result) > 0 and int(result.pred_classes.max()) < num_classes
+
+    # Classifiers zeroed (every logit 0): the class losses are known by hand for this class count.
+    with torch.no_grad():
+        for layer in (model.head.cls_score, getattr(model, "semantic_head", None)):
+            if layer is not None:
+                layer.weight.zero_()
+                layer.bias.zero_()
+    calls = []
+    if name == "rs_yolact":
+        model.ranking_loss.register_forward_hook(lambda m, args, out: calls.append((*args, out)))
+    losses, _ = train_step(model.train(), inputs)
+    if name == "rs_yolact":
+        # RS over tied logits: H(0) is the same for every pair, so each positive's ranking error
+        # is NFP / (R + NFP) = N / (P + N), with N counting the K - 1 other classes of a positive
+        ((logits, targets, (rank, _)),) = calls
+        assert logits.shape[-1] == num_classes
+        num_pos, num_neg = int((targets > 0).sum()), int((targets == 0).sum())
+        assert num_pos > 0
+        assert float(rank.detach()) == pytest.approx(num_neg / (num_pos + num_neg), rel=1e-5)
+    else:
+        # softmax over K + 1 equal logits: cross-entropy log(K + 1) at every anchor; OHEM keeps
+        # 3 negatives per positive (each image has far more), normalised by the positives
+        assert float(losses["loss_cls"]) == pytest.approx(4 * math.log(num_classes + 1), rel=1e-5)
+        # sigmoid BCE of a 0 logit is log 2 per class and P3 pixel, over N x H x W (every image
+        # has ground truth)
+        assert float(losses["loss_sem_seg"]) == pytest.approx(num_classes * math.log(2), rel=1e-5)
 
 
 def test_positives_align_boxes_classes_and_mask_targets():

@@ -1,14 +1,6 @@
-# Stock RetinaNet R-50-FPN, 1x, with the same data and schedule as the RS dense models; only the
-# model and the learning rate (0.01, Detectron2's) differ.
-from ..common.data.coco import TRAIN_IMAGES, dataloader
+# Stock RetinaNet R-50-FPN, 1x: RS-RetinaNet's data and schedule, so that only the model and the
+# learning rate (Detectron2's 0.01) differ.
 from ..common.models.retinanet_fpn import model
-from ..common.optim import SGD as optimizer
-from ..common.schedule import epochs_1x
-from ..common.train import train
+from .rs_retinanet_R_50_FPN_1x import dataloader, lr_multiplier, optimizer, train
 
-dataloader.train.mapper.use_instance_mask = False
 optimizer.lr = 0.01
-
-# 1x as the authors ran it: 12 epochs of train2017 (87,950 iterations at 16 images). Detectron2's
-# 90k: `train.max_iter, lr_multiplier = d2_90k()` (from ..common.schedule).
-train.max_iter, lr_multiplier = epochs_1x(TRAIN_IMAGES, dataloader.train.total_batch_size)

@@ -7,7 +7,4 @@ from ..common.train import train
 
 dataloader.train.mapper.use_instance_mask = False
 optimizer.lr = 0.012
-
-# 1x as the authors ran it: 12 epochs of train2017 (87,950 iterations at 16 images). Detectron2's
-# 90k: `train.max_iter, lr_multiplier = d2_90k()` (from ..common.schedule).
 train.max_iter, lr_multiplier = epochs_1x(TRAIN_IMAGES, dataloader.train.total_batch_size)

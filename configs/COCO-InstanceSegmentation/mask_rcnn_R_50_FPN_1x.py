@@ -1,12 +1,6 @@
-# Stock Mask R-CNN R-50-FPN, 1x, same data and schedule as RS-Mask R-CNN.
-from ..common.data.coco import TRAIN_IMAGES, dataloader
+# Stock Mask R-CNN R-50-FPN, 1x: RS-Mask R-CNN's data and schedule, so that only the heads and the
+# learning rate (Detectron2's 0.02) differ.
 from ..common.models.mask_rcnn_fpn import model
-from ..common.optim import SGD as optimizer
-from ..common.schedule import epochs_1x
-from ..common.train import train
+from .rs_mask_rcnn_R_50_FPN_1x import dataloader, lr_multiplier, optimizer, train
 
 optimizer.lr = 0.02
-
-# 1x as the authors ran it: 12 epochs of train2017 (87,950 iterations at 16 images). Detectron2's
-# 90k: `train.max_iter, lr_multiplier = d2_90k()` (from ..common.schedule).
-train.max_iter, lr_multiplier = epochs_1x(TRAIN_IMAGES, dataloader.train.total_batch_size)

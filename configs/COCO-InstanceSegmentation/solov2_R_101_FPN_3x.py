@@ -5,12 +5,10 @@
 from ..common.data.coco_solov2 import ITERS_PER_EPOCH, dataloader
 from ..common.models.solov2_fpn import model
 from ..common.optim_dense import SGD as optimizer
-from ..common.schedule import epoch_multiplier
+from ..common.schedule import solov2_3x
 from ..common.train import train
 
 optimizer.lr = 0.01
-train.max_iter = 36 * ITERS_PER_EPOCH
+train.max_iter, lr_multiplier = solov2_3x(ITERS_PER_EPOCH)
 train.init_checkpoint = "detectron2://ImageNetPretrained/MSRA/R-101.pkl"
 train.clip_gradients = dict(max_norm=35.0, norm_type=2.0)
-lr_multiplier = epoch_multiplier(36, [27, 33], ITERS_PER_EPOCH)
-lr_multiplier.warmup_factor = 0.01

@@ -3,30 +3,18 @@
 # batch, LR x0.1 at epochs 20, 42, 49 and 52 after a 500-iteration linear warmup from 0.1 x LR.
 import math
 
-from fvcore.common.param_scheduler import MultiStepParamScheduler
-
-from detectron2.config import LazyCall as L
-from detectron2.solver import WarmupParamScheduler
-
 from ..common.data.coco import TRAIN_IMAGES
 from ..common.data.coco_yolact550 import dataloader
 from ..common.models.yolact_fpn import model
 from ..common.optim import SGD as optimizer
+from ..common.schedule import epoch_multiplier
 from ..common.train import train
 
-ITERS_PER_EPOCH = math.ceil(TRAIN_IMAGES / 8)  # 14659
 dataloader.train.total_batch_size = 8
+ITERS_PER_EPOCH = math.ceil(TRAIN_IMAGES / dataloader.train.total_batch_size)  # 14659
 optimizer.lr = 0.001
 optimizer.weight_decay = 5e-4
 optimizer.params.weight_decay_norm = None  # mmdet decays the BN parameters too
 train.max_iter = 55 * ITERS_PER_EPOCH
 train.init_checkpoint = "detectron2://ImageNetPretrained/torchvision/R-50.pkl"
-lr_multiplier = L(WarmupParamScheduler)(
-    scheduler=L(MultiStepParamScheduler)(
-        values=[0.1**k for k in range(5)],
-        milestones=[e * ITERS_PER_EPOCH for e in (20, 42, 49, 52, 55)],
-    ),
-    warmup_length=500 / train.max_iter,
-    warmup_method="linear",
-    warmup_factor=0.1,
-)
+lr_multiplier = epoch_multiplier(55, [20, 42, 49, 52], ITERS_PER_EPOCH, warmup_factor=0.1)

@@ -1,8 +1,5 @@
-# RS-Mask R-CNN R-50-FPN (LVIS v1), on the authors' backbone: torchvision's ImageNet R-50 as in the
-# paper's runs (pytorch style, BN statistics frozen and affine trainable, RGB input with ImageNet
-# mean / std; common/models/torchvision_r50.py). Weights: Detectron2's copy of torchvision's
-# ImageNet R-50 (the checkpoint mmdetection loads), downloaded on first use; a checkpoint of your
-# own goes through `python -m rs_detectron2.model_zoo.convert_torchvision` first.
+# RS-Mask R-CNN R-50-FPN (LVIS v1), on the authors' backbone: torchvision's ImageNet R-50, as in the
+# paper's runs (common/models/torchvision_r50.py: what it changes, where the weights come from).
 from ..common.models.torchvision_r50 import use_torchvision_r50
 from .rs_mask_rcnn_R_50_FPN_1x_rfs import dataloader, lr_multiplier, model, optimizer, train
 

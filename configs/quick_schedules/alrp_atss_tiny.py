@@ -1,23 +1,22 @@
-# aLRP Loss on the tiny RS-ATSS model (as COCO-Detection/alrp_atss_R_50_FPN_1x.py),
-# shapes data, CPU.
-import math
-
-from detectron2.config import LazyCall as L
-
-from rs_detectron2.losses import ALRPLoss
+# aLRP Loss on the tiny RS-ATSS model (as COCO-Detection/alrp_atss_R_50_FPN_1x.py): the tiny
+# aLRP-RetinaNet recipe (alrp_retinanet_tiny.py: loss, clipping) with the ATSS model, shapes data,
+# CPU.
 from rs_detectron2.model_zoo.tiny import tiny_one_stage
 
-from ..common.data.shapes import NUM_CLASSES, TRAIN_IMAGES, dataloader
+from ..common.data.shapes import NUM_CLASSES
 from ..common.models.rs_atss_fpn import model
-from ..common.tiny import lr_multiplier, optimizer, train
-
-EPOCH = math.ceil(TRAIN_IMAGES / dataloader.train.total_batch_size)  # 60 iterations
+from .alrp_retinanet_tiny import dataloader, lr_multiplier, optimizer, train
+from .alrp_retinanet_tiny import model as _retinanet
 
 model = tiny_one_stage(model, num_classes=NUM_CLASSES)
+<<<<<<< HEAD
 model.ranking_loss = L(ALRPLoss)(tau=0.5, period=EPOCH, init_weight=50.0)
 dataloader.train.mapper.use_instance_mask = False
 optimizer.lr = 0.008  # as the RS dense tiny configs
 # Clipped as the tiny aLRP-RetinaNet (unclipped, one of its three seeds lost its classification
 # tower: docs/benchmarks.md, "aLRP Loss on RetinaNet") and aLRP-Faster R-CNN.
 train.clip_gradients.max_norm = 10.0
+=======
+model.ranking_loss = _retinanet.ranking_loss
+>>>>>>> house-E
 train.output_dir = "./output/alrp_atss_tiny"

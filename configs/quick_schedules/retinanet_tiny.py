@@ -7,5 +7,4 @@ from ..common.tiny import lr_multiplier, optimizer, train
 
 model = tiny_one_stage(model, num_classes=NUM_CLASSES)
 dataloader.train.mapper.use_instance_mask = False
-optimizer.lr = 0.005  # 0.01 went NaN after ~50 iterations from scratch
 train.output_dir = "./output/retinanet_tiny"

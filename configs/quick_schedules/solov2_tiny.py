@@ -1,5 +1,5 @@
 # Stock SOLOv2, tiny (ResNet-18 BN, 64-channel FPN, grids 16/12/8/6/4) on the generated shapes
-# dataset, CPU.
+# dataset, CPU; bitmask targets and gradient clipping at 35 as the full recipe.
 from rs_detectron2.model_zoo.tiny_solov2 import tiny_solov2
 
 from ..common.data.shapes import NUM_CLASSES, dataloader

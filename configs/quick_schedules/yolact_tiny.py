@@ -8,5 +8,5 @@ from ..common.tiny import lr_multiplier, optimizer, train
 
 model = tiny_yolact(model, num_classes=NUM_CLASSES)
 dataloader = tiny_yolact_data(dataloader)
-optimizer.lr = 0.001  # the authors' stock LR; 0.005 diverged (NaN by iteration 7) from scratch here
+optimizer.lr = 0.001  # the authors' stock LR; tiny.py's 0.005 diverges from scratch
 train.output_dir = "./output/yolact_tiny"

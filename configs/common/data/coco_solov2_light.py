@@ -1,6 +1,8 @@
 # COCO for SOLOv2-light 448 (the authors' light R-34 recipe): short side in
 # {352, 384, ..., 512}, long side at most 768, horizontal flip; testing at 448 / 768; 32 images
 # per batch. RGB input: the R-34 backbone starts from torchvision weights.
+import math
+
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 
@@ -17,4 +19,4 @@ dataloader.test.mapper.augmentations = [
     L(T.ResizeShortestEdge)(short_edge_length=448, max_size=768)
 ]
 
-ITERS_PER_EPOCH = -(-TRAIN_IMAGES // 32)  # 3665
+ITERS_PER_EPOCH = math.ceil(TRAIN_IMAGES / dataloader.train.total_batch_size)  # 3665

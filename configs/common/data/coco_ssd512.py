@@ -25,4 +25,4 @@ dataloader.test.mapper.augmentations = [
     L(T.ResizeShortestEdge)(short_edge_length=500, max_size=833)
 ]
 
-ITERS_PER_EPOCH = math.ceil(TRAIN_IMAGES / 32)  # 3665
+ITERS_PER_EPOCH = math.ceil(TRAIN_IMAGES / dataloader.train.total_batch_size)  # 3665

@@ -28,4 +28,4 @@ dataloader.train.mapper = L(SSDDatasetMapper)(
 dataloader.train.total_batch_size = 32
 dataloader.test.mapper.augmentations = [L(T.Resize)(shape=(IMAGE_SIZE, IMAGE_SIZE))]
 
-ITERS_PER_EPOCH = math.ceil(TRAIN_IMAGES / 32)  # 3665
+ITERS_PER_EPOCH = math.ceil(TRAIN_IMAGES / dataloader.train.total_batch_size)  # 3665
