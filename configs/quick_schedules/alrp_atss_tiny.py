@@ -9,14 +9,5 @@ from .alrp_retinanet_tiny import dataloader, lr_multiplier, optimizer, train
 from .alrp_retinanet_tiny import model as _retinanet
 
 model = tiny_one_stage(model, num_classes=NUM_CLASSES)
-<<<<<<< HEAD
-model.ranking_loss = L(ALRPLoss)(tau=0.5, period=EPOCH, init_weight=50.0)
-dataloader.train.mapper.use_instance_mask = False
-optimizer.lr = 0.008  # as the RS dense tiny configs
-# Clipped as the tiny aLRP-RetinaNet (unclipped, one of its three seeds lost its classification
-# tower: docs/benchmarks.md, "aLRP Loss on RetinaNet") and aLRP-Faster R-CNN.
-train.clip_gradients.max_norm = 10.0
-=======
 model.ranking_loss = _retinanet.ranking_loss
->>>>>>> house-E
 train.output_dir = "./output/alrp_atss_tiny"
