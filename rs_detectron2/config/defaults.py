@@ -78,4 +78,3 @@ def add_rs_config(cfg: CN) -> CN:
     rs.DENSE.CANDIDATE_SELECTION = "pair"  # "pair" (Detectron2) or "anchor" (ATSS / PAA code)
     rs.DENSE.CLIP_BOXES_BEFORE_NMS = False
     return cfg
-

@@ -84,4 +84,3 @@ def build_dense_head(cfg, input_shapes: List[ShapeSpec]) -> nn.Module:
         choices = sorted(key for key, _ in DENSE_HEAD_REGISTRY)
         raise ValueError(f"MODEL.RS.DENSE.HEAD must be one of {choices}")
     return DENSE_HEAD_REGISTRY.get(name)(cfg, input_shapes)
-
