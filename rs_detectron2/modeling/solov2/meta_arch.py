@@ -16,7 +16,7 @@ from detectron2.structures import BitMasks, Boxes, ImageList, Instances
 from detectron2.utils.events import get_event_storage
 
 from ...losses import dice_loss
-from ..masks import crop_canvas_masks, resize_full_image_masks
+from ..masks import resize_full_image_masks
 from .head import solov2_level_features
 from .matrix_nms import matrix_nms, points_nms
 from .targets import SOLOv2Targets, solov2_targets
@@ -168,12 +168,14 @@ class SOLOv2(DenseDetector):
             return self.forward_training(images, head_features, predictions, gt_instances)
 
         results = self.forward_inference(images, head_features, predictions)
+        canvas_size = tuple(images.tensor.shape[-2:])
         processed = []
         for result, inputs, size in zip(results, batched_inputs, images.image_sizes):
             height, width = inputs.get("height", size[0]), inputs.get("width", size[1])
-            processed.append(
-                {"instances": solov2_postprocess(result, height, width, self.test_mask_thresh)}
+            instances = solov2_postprocess(
+                result, height, width, canvas_size, self.test_mask_thresh
             )
+            processed.append({"instances": instances})
         return processed
 
     def forward_training(
@@ -215,8 +217,8 @@ class SOLOv2(DenseDetector):
         features: List[Tensor],
         predictions: Tuple[List[Tensor], List[Tensor], Tensor],
     ) -> List[Instances]:
-        """Detections of every image (:meth:`inference_single_image`), at its input size with
-        soft masks; :func:`solov2_postprocess` makes them the output's.
+        """Detections of every image (:meth:`inference_single_image`), with soft masks at the
+        mask features' resolution; :func:`solov2_postprocess` makes them the output's.
 
         Args:
             images, features, predictions: as :meth:`forward_training`'s.
@@ -224,11 +226,8 @@ class SOLOv2(DenseDetector):
         cate_logits, kernels, mask_features = predictions
         scores = _flatten_levels([points_nms(x.sigmoid()) for x in cate_logits])
         kernels = _flatten_levels(kernels)
-        canvas_size = tuple(images.tensor.shape[-2:])
         return [
-            self.inference_single_image(
-                scores[i], kernels[i], mask_features[i], image_size, canvas_size
-            )
+            self.inference_single_image(scores[i], kernels[i], mask_features[i], image_size)
             for i, image_size in enumerate(images.image_sizes)
         ]
 
@@ -280,18 +279,18 @@ class SOLOv2(DenseDetector):
         kernels: Tensor,
         mask_features: Tensor,
         image_size: Tuple[int, int],
-        canvas_size: Tuple[int, int],
     ) -> Instances:
         """Detections of one image.
 
         Args:
             scores: (C, K) category scores after points NMS; kernels: (C, E).
             mask_features: (E, H', W') at stride 4 of the padded canvas.
-            image_size: (h, w) of the resized image inside the padded ``canvas_size``.
+            image_size: (h, w) of the resized image inside the padded canvas.
         Returns:
             Instances of size ``image_size`` with ``scores``, ``pred_classes`` and soft
-            ``pred_masks`` (D, h, w) covering the image (:func:`solov2_postprocess` gives the
-            output's binary masks and their boxes).
+            ``pred_masks`` (D, H', W') covering the padded canvas, at the mask features'
+            resolution (kept small until :func:`solov2_postprocess` gives the output's binary
+            masks and their boxes).
         """
         strides = torch.cat(
             [scores.new_full((s * s,), float(st)) for s, st in zip(self.num_grids, self.strides)]
@@ -324,28 +323,40 @@ class SOLOv2(DenseDetector):
 
         return Instances(
             tuple(image_size),
-            pred_masks=crop_canvas_masks(masks, canvas_size, image_size),
+            pred_masks=masks,
             scores=scores,
             pred_classes=classes,
         )
 
 
 def solov2_postprocess(
-    results: Instances, output_height: int, output_width: int, mask_threshold: float = 0.5
+    results: Instances,
+    output_height: int,
+    output_width: int,
+    canvas_size: Tuple[int, int],
+    mask_threshold: float = 0.5,
 ) -> Instances:
-    """One image's SOLOv2 detections at the output (original image) size: the soft masks resized
-    and binarised (:func:`resize_full_image_masks`), the boxes their tight boxes.
+    """One image's SOLOv2 detections at the output (original image) size: the soft masks cropped
+    to the image, resized and binarised (:func:`resize_full_image_masks`), the boxes their tight
+    boxes.
 
     Args:
-        results: from :meth:`SOLOv2.inference_single_image`.
+        results: from :meth:`SOLOv2.inference_single_image` (its size is the image's).
         output_height, output_width: the size to return the detections at.
+        canvas_size: (H, W) of the padded batch the image was in.
         mask_threshold: soft masks above it are foreground.
     Returns:
         Instances of size (output_height, output_width) with ``pred_masks`` (D, H, W) bool,
         ``pred_boxes``, ``scores`` and ``pred_classes``.
     """
     output_size = (output_height, output_width)
-    pred_masks = resize_full_image_masks(results.pred_masks, output_size, mask_threshold)
+    pred_masks = resize_full_image_masks(
+        results.pred_masks,
+        output_size,
+        mask_threshold,
+        canvas_size=canvas_size,
+        image_size=results.image_size,
+    )
     out = Instances(output_size)
     out.pred_masks = pred_masks
     out.pred_boxes = (
