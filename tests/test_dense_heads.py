@@ -23,7 +23,7 @@ from rs_detectron2.modeling import (
     ATSSAssigner,
     IoUAssigner,
     PAAAssigner,
-    RSRetinaNet,
+    RSDenseDetector,
     ScaledRetinaNetHead,
 )
 from rs_detectron2.utils.testing import (
@@ -122,7 +122,8 @@ def test_scaled_head_multiplies_each_levels_box_output():
 
 
 def small_detector(assigner, num_classes=3):
-    """An RSRetinaNet around a dummy backbone; only losses() / label_anchors() are exercised."""
+    """An RSDenseDetector around a dummy backbone; only losses() / label_anchors() are
+    exercised."""
     from detectron2.modeling.backbone import Backbone
 
     class _Dummy(Backbone):
@@ -132,7 +133,7 @@ def small_detector(assigner, num_classes=3):
         def output_shape(self):
             return {"p3": ShapeSpec(channels=4, stride=8)}
 
-    return RSRetinaNet(
+    return RSDenseDetector(
         backbone=_Dummy(),
         head=RetinaNetHead(
             input_shape=[ShapeSpec(channels=4)],
@@ -313,7 +314,7 @@ def test_dense_configs_follow_the_paper(size):
             assert tuple(m.box2box_transform.weights) == (1, 1, 1, 1)
             assert c.optimizer.lr == pytest.approx(0.01 if size == "full" else 0.005)
             continue
-        assert m._target_ is RSRetinaNet and m.ranking_loss.delta == 0.5
+        assert m._target_ is RSDenseDetector and m.ranking_loss.delta == 0.5
         assert tuple(m.box2box_transform.weights) == (10, 10, 5, 5)
         assert m.test_topk_candidates == 1000
         if size == "full":

@@ -58,7 +58,7 @@ def test_torchscript_export_gives_the_eager_detections(name, tmp_path):
     assert os.path.isfile(tmp_path / "model.ts")
     info = json.loads((tmp_path / "export.json").read_text())
     assert info["format"] == "torchscript"
-    assert info["postprocessed"] == (info["meta_architecture"] == "RSRetinaNet")
+    assert info["postprocessed"] == (info["meta_architecture"] == "RSDenseDetector")
     # a size and content it was not traced with, post-processed to another output size
     inputs = image_input(96, 144, seed=2)
     with torch.no_grad():

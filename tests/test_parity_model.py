@@ -19,7 +19,7 @@ from rs_detectron2.model_zoo import get_config, get_config_file
 from rs_detectron2.modeling.anchor_validity import valid_anchor_mask
 from rs_detectron2.modeling.backbone import LastLevelP6P7NoReLU
 from rs_detectron2.modeling.matcher import MinIoULowQualityMatcher
-from rs_detectron2.modeling.meta_arch import rs_retinanet
+from rs_detectron2.modeling.meta_arch import rs_dense_detector
 from rs_detectron2.modeling.roi_heads import GT_PROPOSAL_FIELD, GTProposalCascadeROIHeads
 from rs_detectron2.utils.testing import batch, build_tiny
 
@@ -302,7 +302,7 @@ def test_score_voting_votes_over_the_authors_candidates(atss_eval, monkeypatch):
         seen.append(candidates)
         return detections.pred_boxes.tensor.clone()
 
-    monkeypatch.setattr(rs_retinanet, "score_voting", spy)
+    monkeypatch.setattr(rs_dense_detector, "score_voting", spy)
     model = atss_eval
     model.score_voting, model.test_topk_candidates, model.test_score_thresh = True, 2, 0.05
     try:

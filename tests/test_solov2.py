@@ -21,6 +21,7 @@ from rs_detectron2.modeling.solov2 import (
     center_regions,
     matrix_nms,
     points_nms,
+    solov2_postprocess,
     solov2_targets,
 )
 from rs_detectron2.utils.testing import (
@@ -256,7 +257,9 @@ def test_inference_area_filter_maskness_matrix_nms_and_full_size_masks():
     kernels[[a, b, c, d]] = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
     scores[a, 3], scores[b, 3], scores[c, 3], scores[d, 6] = 0.9, 0.95, 0.8, 0.7
     assert strides[a] == 8 and strides[b] == 32
-    inst = model.inference_single_image(scores, kernels, feats, (30, 32), (32, 32), (60, 64))
+    soft = model.inference_single_image(scores, kernels, feats, (30, 32))
+    assert soft.image_size == (30, 32) and soft.pred_masks.shape[1:] == (8, 8)
+    inst = solov2_postprocess(soft, 60, 64, (32, 32), model.test_mask_thresh)
     assert inst.image_size == (60, 64)
     assert inst.pred_masks.shape == (len(inst), 60, 64) and inst.pred_masks.dtype == torch.bool
     maskness = torch.sigmoid(torch.tensor(10.0))

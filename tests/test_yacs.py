@@ -2,6 +2,8 @@
 parameters, settings, detections and losses); the yacs defaults are the paper's."""
 
 import os
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 
 import pytest
@@ -10,6 +12,7 @@ from torch import nn
 
 from detectron2.config import get_cfg, instantiate
 from detectron2.modeling import (
+    BACKBONE_REGISTRY,
     META_ARCH_REGISTRY,
     PROPOSAL_GENERATOR_REGISTRY,
     ROI_HEADS_REGISTRY,
@@ -18,18 +21,26 @@ from detectron2.modeling import (
 )
 from detectron2.utils.events import EventStorage
 
-from rs_detectron2.config import add_rs_config, ranking_loss_from_config
+from rs_detectron2.config import add_rs_config, build_ranking_loss, ranking_loss_from_config
 from rs_detectron2.losses import ALRPLoss, APLoss, RankSortLoss
 from rs_detectron2.model_zoo import get_config
 from rs_detectron2.modeling import (
+    ASSIGNER_REGISTRY,
+    DENSE_HEAD_REGISTRY,
+    RANKING_LOSS_REGISTRY,
     RSRPN,
+    IoUAssigner,
+    RSDenseDetector,
     RSMaskRCNNConvUpsampleHead,
     RSRetinaNet,
     RSStandardROIHeads,
+    ScaledRetinaNetHead,
+    build_rs_atss_resnet_fpn_backbone,
 )
 from rs_detectron2.utils.testing import batch, make_image
 
-YACS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "yacs")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+YACS = os.path.join(REPO, "configs", "yacs")
 # (model, tiny overlay)
 MODELS = [
     ("rs_faster_rcnn", "tiny_two_stage"),
@@ -130,7 +141,13 @@ def test_yacs_builds_the_lazyconfig_model(name, overlay):
 
 
 def test_rs_classes_are_in_detectron2s_registries():
-    assert META_ARCH_REGISTRY.get("RSRetinaNet") is RSRetinaNet
+    # the dense detector under its name and its former one (the shipped YAMLs use the former)
+    assert RSRetinaNet is RSDenseDetector
+    assert META_ARCH_REGISTRY.get("RSDenseDetector") is RSDenseDetector
+    assert META_ARCH_REGISTRY.get("RSRetinaNet") is RSDenseDetector
+    assert BACKBONE_REGISTRY.get("build_rs_atss_resnet_fpn_backbone") is (
+        build_rs_atss_resnet_fpn_backbone
+    )
     assert PROPOSAL_GENERATOR_REGISTRY.get("RSRPN") is RSRPN
     assert ROI_HEADS_REGISTRY.get("RSStandardROIHeads") is RSStandardROIHeads
     assert ROI_HEADS_REGISTRY.get("RSCascadeROIHeads").__name__ == "RSCascadeROIHeads"
@@ -183,3 +200,70 @@ def test_an_unknown_dense_assigner_is_named():
     cfg.MODEL.RS.DENSE.ASSIGNER = "SimOTA"
     with pytest.raises(ValueError, match="MODEL.RS.DENSE.ASSIGNER"):
         build_model(cfg)
+
+
+def test_the_rs_choices_are_registries_named_as_the_yacs_values():
+    assert {name for name, _ in RANKING_LOSS_REGISTRY} == {"RS", "AP", "aLRP"}
+    assert {name for name, _ in ASSIGNER_REGISTRY} == {"IoU", "ATSS", "PAA"}
+    assert {name for name, _ in DENSE_HEAD_REGISTRY} == {"RetinaNetHead", "ScaledRetinaNetHead"}
+    assert ranking_loss_from_config is build_ranking_loss  # its former name
+
+
+def test_a_registered_assigner_is_chosen_by_config_alone():
+    class CountingIoUAssigner(IoUAssigner):
+        calls = 0
+
+        def assign(self, *args):
+            CountingIoUAssigner.calls += 1
+            return super().assign(*args)
+
+    name = "CountingIoU"
+    if name not in ASSIGNER_REGISTRY:  # the registry is global: once per process
+
+        def CountingIoU(cfg):  # the registry name is the function's
+            return CountingIoUAssigner(cfg.MODEL.RETINANET.IOU_THRESHOLDS)
+
+        ASSIGNER_REGISTRY.register(CountingIoU)
+    cfg = yacs_cfg("rs_retinanet", "tiny_one_stage")
+    cfg.MODEL.RS.DENSE.ASSIGNER = name
+    model = build_model(cfg)
+    assert type(model.assigner) is CountingIoUAssigner
+    with EventStorage(0):
+        model(batch())
+    assert CountingIoUAssigner.calls > 0
+
+
+def test_an_unknown_dense_head_is_named():
+    cfg = yacs_cfg("rs_retinanet", "tiny_one_stage")
+    cfg.MODEL.RS.DENSE.HEAD = "FCOSHead"
+    with pytest.raises(ValueError, match=r"MODEL.RS.DENSE.HEAD must be one of \['RetinaNetHead'"):
+        build_model(cfg)
+
+
+def test_the_scaled_head_is_built_from_the_yacs_keys():
+    cfg = yacs_cfg("rs_atss", "tiny_one_stage")
+    head = build_model(cfg).head
+    assert type(head) is ScaledRetinaNetHead and len(head.scales) == 5
+
+
+def run_python(code: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_config_alone_registers_the_yacs_names_and_modeling_does_not_import_config():
+    """``from rs_detectron2.config import add_rs_config`` is enough for ``build_model`` (it imports
+    rs_detectron2.modeling, which registers); the heads never import rs_detectron2.config."""
+    run_python(
+        "from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY\n"
+        "from rs_detectron2.config import add_rs_config\n"
+        "assert 'RSRetinaNet' in META_ARCH_REGISTRY\n"
+        "assert 'build_rs_atss_resnet_fpn_backbone' in BACKBONE_REGISTRY\n"
+    )
+    run_python(
+        "import sys\n"
+        "import rs_detectron2.modeling\n"
+        "assert 'rs_detectron2.config' not in sys.modules\n"
+    )

@@ -1,6 +1,7 @@
-"""yacs support: :func:`add_rs_config` adds the RS keys. Importing this package registers the RS
-heads in Detectron2's registries (they register when ``rs_detectron2.modeling`` is imported) and
-the RS-ATSS / RS-PAA backbone builder.
+"""yacs support: :func:`add_rs_config` adds the RS keys. Importing this package imports
+:mod:`rs_detectron2.modeling`, which registers the RS heads, the RS-ATSS / RS-PAA backbone builder
+and the RS choices (ranking losses, dense assigners and heads) in their registries, so that
+``build_model`` finds them.
 
     from detectron2.config import get_cfg
     from detectron2.modeling import build_model
@@ -11,13 +12,17 @@ the RS-ATSS / RS-PAA backbone builder.
     model = build_model(cfg)
 """
 
-from .defaults import RANKING_LOSSES, add_rs_config, ranking_loss_from_config
+from ..modeling import build_ranking_loss
+from ..modeling.backbone import build_rs_atss_resnet_fpn_backbone
+from .defaults import NO_SAMPLING, add_rs_config
 
-from .backbone import build_rs_atss_resnet_fpn_backbone  # isort: skip (registers; after defaults)
+# the name of build_ranking_loss when it lived here
+ranking_loss_from_config = build_ranking_loss
 
 __all__ = [
-    "RANKING_LOSSES",
+    "NO_SAMPLING",
     "add_rs_config",
+    "build_ranking_loss",
     "build_rs_atss_resnet_fpn_backbone",
     "ranking_loss_from_config",
 ]

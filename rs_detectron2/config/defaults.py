@@ -1,23 +1,24 @@
 """The yacs keys of the RS heads (``cfg.MODEL.RS``), with the paper's settings as defaults.
 
 A yacs config names the RS classes through Detectron2's registries (``MODEL.META_ARCHITECTURE:
-RSRetinaNet``, ``MODEL.PROPOSAL_GENERATOR.NAME: RSRPN``, ``MODEL.ROI_HEADS.NAME:
-RSStandardROIHeads`` or ``RSCascadeROIHeads``, ``MODEL.ROI_MASK_HEAD.NAME:
-RSMaskRCNNConvUpsampleHead``); their ``from_config`` read Detectron2's keys for everything the RS
-heads share with the stock ones, and ``MODEL.RS`` for what is RS's own or whose RS setting
-differs from Detectron2's default (Oksuz et al. 2021, Sec. 5 and the configs of its code): the
-RPN loss weight 0.2, box coder weights (10, 10, 5, 5), no RoI sampling, the R-CNN test score
-threshold 0.4, and the matchers, assigners and test-time rules of the authors' code.
+RSRetinaNet`` (the :class:`~rs_detectron2.modeling.RSDenseDetector`), ``MODEL.PROPOSAL_GENERATOR.
+NAME: RSRPN``, ``MODEL.ROI_HEADS.NAME: RSStandardROIHeads`` or ``RSCascadeROIHeads``,
+``MODEL.ROI_MASK_HEAD.NAME: RSMaskRCNNConvUpsampleHead``); their ``from_config`` read Detectron2's
+keys for everything the RS heads share with the stock ones, and ``MODEL.RS`` for what is RS's own
+or whose RS setting differs from Detectron2's default (Oksuz et al. 2021, Sec. 5 and the configs of
+its code): the RPN loss weight 0.2, box coder weights (10, 10, 5, 5), no RoI sampling, the R-CNN
+test score threshold 0.4, and the matchers, assigners and test-time rules of the authors' code.
+The named choices among ``MODEL.RS`` (ranking loss, dense assigner, dense head) are looked up in
+the registries of :mod:`rs_detectron2.modeling`.
 """
 
 from detectron2.config import CfgNode as CN
 
-from ..losses import ALRPLoss, APLoss, RankingLoss, RankSortLoss
+__all__ = ["NO_SAMPLING", "add_rs_config"]
 
-__all__ = ["RANKING_LOSSES", "add_rs_config", "ranking_loss_from_config"]
-
-RANKING_LOSSES = {"RS": RankSortLoss, "AP": APLoss, "aLRP": ALRPLoss}
-NO_SAMPLING = 1_000_000_000  # a per-image RoI "sample size" larger than any proposal count
+# A per-image RoI "sample size" larger than any proposal count: RS ranks every proposal. The yacs
+# default below and the LazyConfigs (configs/common/models/rs_*_rcnn_fpn.py) use it.
+NO_SAMPLING = 1_000_000_000
 
 
 def add_rs_config(cfg: CN) -> CN:
@@ -29,8 +30,9 @@ def add_rs_config(cfg: CN) -> CN:
         the same config.
     """
     rs = cfg.MODEL.RS = CN()
-    # RS, AP (Chen et al. 2019) or aLRP (Oksuz et al. 2020); None: the loss's own delta
-    # (RS 0.5, AP / aLRP 1.0). The AP / aLRP options are those of their loss classes.
+    # RS, AP (Chen et al. 2019) or aLRP (Oksuz et al. 2020), of RANKING_LOSS_REGISTRY; DELTA None:
+    # the loss's own delta (RS 0.5, AP / aLRP 1.0). The AP / aLRP options are those of their loss
+    # classes.
     rs.RANKING_LOSS = CN()
     rs.RANKING_LOSS.NAME = "RS"
     rs.RANKING_LOSS.DELTA = None
@@ -51,7 +53,7 @@ def add_rs_config(cfg: CN) -> CN:
     rs.RPN.MIN_LOW_QUALITY_IOU = 0.3
 
     rs.ROI_HEADS = CN()
-    rs.ROI_HEADS.BATCH_SIZE_PER_IMAGE = NO_SAMPLING  # RS ranks every proposal
+    rs.ROI_HEADS.BATCH_SIZE_PER_IMAGE = NO_SAMPLING
     rs.ROI_HEADS.SCORE_THRESH_TEST = 0.4
     # R-CNN low-quality matches of mmdetection's Mask R-CNN (its Faster R-CNN has none)
     rs.ROI_HEADS.LOW_QUALITY_MATCHES = True
@@ -60,41 +62,19 @@ def add_rs_config(cfg: CN) -> CN:
     # cascade: "every_stage" (the authors': exact GT boxes in every stage) or "first" (Detectron2)
     rs.ROI_HEADS.ADD_GT_AS_PROPOSALS = "every_stage"
 
-    # RSRetinaNet: RS-RetinaNet by default; RS-ATSS / RS-PAA change the assigner, the head, the
-    # anchors, the test-time rules and the backbone (configs/yacs/)
+    # RSDenseDetector: RS-RetinaNet by default; RS-ATSS / RS-PAA change the assigner, the head,
+    # the anchors, the test-time rules and the backbone (configs/yacs/)
     rs.DENSE = CN()
-    rs.DENSE.ASSIGNER = "IoU"  # IoU (MODEL.RETINANET.IOU_*), ATSS or PAA
+    # IoU (MODEL.RETINANET.IOU_*), ATSS or PAA, of ASSIGNER_REGISTRY
+    rs.DENSE.ASSIGNER = "IoU"
     rs.DENSE.ATSS_TOPK = 9
     rs.DENSE.PAA_IOU_THRESHOLD = 0.1
     rs.DENSE.PAA_TOPK = 9  # PAA's focal terms: MODEL.RETINANET.FOCAL_LOSS_ALPHA / GAMMA
-    rs.DENSE.HEAD = "RetinaNetHead"  # or ScaledRetinaNetHead (ATSS / PAA, GN in MODEL.RETINANET)
+    # RetinaNetHead or ScaledRetinaNetHead (ATSS / PAA, GN in MODEL.RETINANET), of
+    # DENSE_HEAD_REGISTRY
+    rs.DENSE.HEAD = "RetinaNetHead"
     rs.DENSE.SCORE_VOTING = False
     rs.DENSE.SCORE_VOTING_SIGMA = 0.025
     rs.DENSE.CANDIDATE_SELECTION = "pair"  # "pair" (Detectron2) or "anchor" (ATSS / PAA code)
     rs.DENSE.CLIP_BOXES_BEFORE_NMS = False
     return cfg
-
-
-def ranking_loss_from_config(cfg: CN) -> RankingLoss:
-    """The ranking loss of ``cfg.MODEL.RS.RANKING_LOSS`` (one new module per head).
-
-    Args:
-        cfg: a config with :func:`add_rs_config`'s keys.
-    Returns:
-        a :class:`RankSortLoss`, :class:`APLoss` or :class:`ALRPLoss`.
-    Raises:
-        ValueError: an unknown ``NAME``.
-    """
-    node = cfg.MODEL.RS.RANKING_LOSS
-    if node.NAME not in RANKING_LOSSES:
-        raise ValueError(
-            f"MODEL.RS.RANKING_LOSS.NAME is {node.NAME!r}; choose one of {sorted(RANKING_LOSSES)}"
-        )
-    kwargs = {"pool": node.POOL}
-    if node.DELTA is not None:
-        kwargs["delta"] = node.DELTA
-    if node.NAME == "AP":
-        kwargs["box_weight"] = node.AP_BOX_WEIGHT
-    elif node.NAME == "aLRP":
-        kwargs.update(tau=node.ALRP_TAU, period=node.ALRP_PERIOD, init_weight=node.ALRP_INIT_WEIGHT)
-    return RANKING_LOSSES[node.NAME](**kwargs)

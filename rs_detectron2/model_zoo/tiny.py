@@ -79,7 +79,7 @@ def tiny_one_stage(model, num_classes: int):
     place: P3-P7 of the tiny backbone, heads of 2 convs x 64 channels.
 
     Args:
-        model: the LazyConfig node of a ``RetinaNet`` or ``RSRetinaNet``.
+        model: the LazyConfig node of a ``RetinaNet`` or ``RSDenseDetector``.
         num_classes: the number of classes of the data.
     Returns:
         the same node.

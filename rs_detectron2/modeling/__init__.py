@@ -1,12 +1,31 @@
-"""RS heads plugged into Detectron2 models by swapping a class and keeping its arguments."""
+"""RS heads plugged into Detectron2 models by swapping a class and keeping its arguments.
+
+Importing this package registers what yacs configs name: the RS heads in Detectron2's registries
+(``RSDenseDetector`` / ``RSRetinaNet``, ``RSRPN``, ``RSStandardROIHeads``, ``RSCascadeROIHeads``,
+``RSMaskRCNNConvUpsampleHead``, ``build_rs_atss_resnet_fpn_backbone``) and the RS choices in this
+package's (:data:`RANKING_LOSS_REGISTRY`, :data:`ASSIGNER_REGISTRY`, :data:`DENSE_HEAD_REGISTRY`).
+"""
 
 from .anchor_validity import valid_anchor_mask
-from .assigners import ATSSAssigner, IoUAssigner, PAAAssigner
-from .backbone import FrozenStatsBatchNorm2d, LastLevelP6P7NoReLU
+from .assigners import ASSIGNER_REGISTRY, ATSSAssigner, IoUAssigner, PAAAssigner, build_assigner
+from .backbone import (
+    FrozenStatsBatchNorm2d,
+    LastLevelP6P7NoReLU,
+    build_rs_atss_resnet_fpn_backbone,
+)
+from .masks import crop_canvas_masks, rasterize_gt_masks, resize_full_image_masks
 from .matcher import MinIoULowQualityMatcher
-from .meta_arch import RSRetinaNet, ScaledRetinaNetHead, score_voting
+from .meta_arch import (
+    DENSE_HEAD_REGISTRY,
+    RSDenseDetector,
+    RSRetinaNet,
+    ScaledRetinaNetHead,
+    build_dense_head,
+    score_voting,
+)
 from .proposal_generator import RSRPN
 from .quality import regression_quality
+from .ranking_loss import RANKING_LOSS_REGISTRY, build_ranking_loss
 from .roi_heads import (
     GTProposalCascadeROIHeads,
     RSCascadeROIHeads,
@@ -26,11 +45,19 @@ from .solov2 import (
 from .yolact import RSYOLACT, YOLACT, YOLACTFPN, ProtoNet, YOLACTBatch, YOLACTHead, fast_nms
 
 __all__ = [
+    "RANKING_LOSS_REGISTRY",
+    "build_ranking_loss",
+    "ASSIGNER_REGISTRY",
+    "build_assigner",
+    "DENSE_HEAD_REGISTRY",
+    "build_dense_head",
+    "build_rs_atss_resnet_fpn_backbone",
     "RSRPN",
     "RSFastRCNNOutputLayers",
     "RSMaskRCNNConvUpsampleHead",
     "RSStandardROIHeads",
     "RSCascadeROIHeads",
+    "RSDenseDetector",
     "RSRetinaNet",
     "ScaledRetinaNetHead",
     "score_voting",
@@ -40,6 +67,9 @@ __all__ = [
     "regression_quality",
     "FrozenStatsBatchNorm2d",
     "valid_anchor_mask",
+    "rasterize_gt_masks",
+    "resize_full_image_masks",
+    "crop_canvas_masks",
     "LastLevelP6P7NoReLU",
     "MinIoULowQualityMatcher",
     "GTProposalCascadeROIHeads",

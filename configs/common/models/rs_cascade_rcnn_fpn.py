@@ -5,11 +5,11 @@
 from detectron2.config import LazyCall as L
 from detectron2.modeling.box_regression import Box2BoxTransform
 
+from rs_detectron2.config import NO_SAMPLING
 from rs_detectron2.losses import RankSortLoss
 from rs_detectron2.modeling import RSRPN, RSCascadeROIHeads, RSFastRCNNOutputLayers
 
 from .cascade_rcnn_fpn import model
-from .rs_mask_rcnn_fpn import NO_SAMPLING
 
 model.proposal_generator.update(
     _target_=RSRPN,

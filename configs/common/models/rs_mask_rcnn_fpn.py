@@ -8,6 +8,7 @@
 # IoU >= 0.3; the R-CNN head's low-quality matches of mmdetection's Mask R-CNN).
 from detectron2.config import LazyCall as L
 
+from rs_detectron2.config import NO_SAMPLING
 from rs_detectron2.losses import RankSortLoss
 from rs_detectron2.modeling import (
     RSRPN,
@@ -17,8 +18,6 @@ from rs_detectron2.modeling import (
 )
 
 from .mask_rcnn_fpn import model
-
-NO_SAMPLING = 1_000_000_000  # a per-image RoI "sample size" larger than any proposal count
 
 model.proposal_generator.update(
     _target_=RSRPN,

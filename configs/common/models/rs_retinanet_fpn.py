@@ -7,15 +7,19 @@ from detectron2.config import LazyCall as L
 from detectron2.modeling.box_regression import Box2BoxTransform
 
 from rs_detectron2.losses import RankSortLoss
-from rs_detectron2.modeling import IoUAssigner, RSRetinaNet
+from rs_detectron2.modeling import IoUAssigner, RSDenseDetector
 
 from .retinanet_fpn import model
 
-# The assigner replaces the anchor matcher; RS replaces the focal and smooth-L1 losses.
-for key in ("anchor_matcher", "focal_loss_alpha", "focal_loss_gamma", "smooth_l1_beta"):
-    model.pop(key, None)
+model._target_ = RSDenseDetector
+
+# the assigner replaces the anchor matcher
+del model.anchor_matcher
+# RS replaces the focal loss
+del model.focal_loss_alpha
+del model.focal_loss_gamma
+
 model.update(
-    _target_=RSRetinaNet,
     assigner=L(IoUAssigner)(
         thresholds=[0.4, 0.5], labels=[0, -1, 1], allow_low_quality_matches=True
     ),

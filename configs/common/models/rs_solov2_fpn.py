@@ -9,10 +9,15 @@ from rs_detectron2.modeling.solov2 import RSSOLOv2
 
 from .solov2_fpn import model
 
-for key in ("focal_loss_alpha", "focal_loss_gamma", "mask_loss_weight"):
-    model.pop(key)
+model._target_ = RSSOLOv2
+
+# RS replaces the focal loss
+del model.focal_loss_alpha
+del model.focal_loss_gamma
+# the mask loss is balanced to rank + sort, not weighted
+del model.mask_loss_weight
+
 model.update(
-    _target_=RSSOLOv2,
     ranking_loss=L(RankSortLoss)(delta=0.5),
     first_come=True,
     test_score_thresh=0.2,

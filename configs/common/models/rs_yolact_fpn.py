@@ -9,15 +9,19 @@ from rs_detectron2.modeling.yolact import RSYOLACT
 
 from .yolact_fpn import model
 
-# RS replaces every stock loss and its options.
-for key in (
-    "semantic_head",
-    "neg_pos_ratio",
-    "box_loss_weight",
-    "mask_loss_weight",
-    "semantic_loss_weight",
-    "max_masks_per_image",
-):
-    model.pop(key)
-model.update(_target_=RSYOLACT, ranking_loss=L(RankSortLoss)(delta=0.5))
+model._target_ = RSYOLACT
+
+# RS-YOLACT has no semantic-segmentation loss
+del model.semantic_head
+del model.semantic_loss_weight
+# RS ranks every anchor: no OHEM
+del model.neg_pos_ratio
+# the box and mask losses are balanced to rank + sort, not weighted
+del model.box_loss_weight
+del model.mask_loss_weight
+# every positive trains its mask: no cap
+del model.max_masks_per_image
+
+model.ranking_loss = L(RankSortLoss)(delta=0.5)
+# sigmoid classification: no background logit
 model.head.background = False

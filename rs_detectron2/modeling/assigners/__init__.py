@@ -5,15 +5,18 @@ num_anchors_per_level, gt_instances, pred_logits=None, pred_boxes=None)``; it re
 ``(matched_idxs, labels)``: for each of the R anchors, the index of its GT (meaningful where the
 label is 1) and a label in {1, 0, -1} (positive, negative, ignored). ``uses_predictions`` says
 whether the image's predictions (the (R, K) logits and decoded (R, 4) boxes) must be passed (PAA
-only).
+only). A yacs config names its assigner in ``MODEL.RS.DENSE.ASSIGNER`` (:data:`ASSIGNER_REGISTRY`).
 """
 
 from .atss import ATSSAssigner
 from .base import AnchorAssigner
+from .build import ASSIGNER_REGISTRY, build_assigner
 from .iou import IoUAssigner
 from .paa import GaussianMixture1D, PAAAssigner, fit_gmm_1d, paa_anchor_scores, paa_split
 
 __all__ = [
+    "ASSIGNER_REGISTRY",
+    "build_assigner",
     "AnchorAssigner",
     "IoUAssigner",
     "ATSSAssigner",

@@ -1,4 +1,5 @@
-"""The ATSS / PAA head (RS-ATSS, RS-PAA): RetinaNet's towers with a learnable scale per level."""
+"""Heads of the RS dense detectors: the ATSS / PAA head (RS-ATSS, RS-PAA), RetinaNet's towers with
+a learnable scale per level, and the registry through which a yacs config names its head."""
 
 from typing import List
 
@@ -8,10 +9,22 @@ from torch import Tensor, nn
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.meta_arch.retinanet import RetinaNetHead
+from detectron2.utils.registry import Registry
 
-__all__ = ["ScaledRetinaNetHead"]
+__all__ = ["DENSE_HEAD_REGISTRY", "ScaledRetinaNetHead", "build_dense_head"]
+
+DENSE_HEAD_REGISTRY = Registry("DENSE_HEAD")
+DENSE_HEAD_REGISTRY.__doc__ = """
+Heads of :class:`~rs_detectron2.modeling.RSDenseDetector`, by the value of
+``cfg.MODEL.RS.DENSE.HEAD``. An entry is called as ``head(cfg, input_shapes)`` (a ``@configurable``
+class, whose ``from_config`` reads ``MODEL.RETINANET``) and returns a module mapping per-level
+features to per-level ``(class logits, box deltas)``.
+"""
+# Detectron2's own head, under its own name (the yacs default)
+DENSE_HEAD_REGISTRY.register(RetinaNetHead)
 
 
+@DENSE_HEAD_REGISTRY.register()
 class ScaledRetinaNetHead(RetinaNetHead):
     """:class:`RetinaNetHead` (two conv towers, here with GN) whose box output on each level is
     multiplied by a learnable scalar initialised to 1 (mmcv ``Scale``), as the ATSS and PAA heads
@@ -55,3 +68,19 @@ class ScaledRetinaNetHead(RetinaNetHead):
             logits.append(self.cls_score(self.cls_subnet(feature)))
             bbox_reg.append(self.bbox_pred(self.bbox_subnet(feature)) * self.scales[level])
         return logits, bbox_reg
+
+
+def build_dense_head(cfg, input_shapes: List[ShapeSpec]) -> nn.Module:
+    """The dense head named by ``cfg.MODEL.RS.DENSE.HEAD``.
+
+    Args:
+        cfg: a yacs config with :func:`rs_detectron2.config.add_rs_config`'s keys.
+        input_shapes: one ShapeSpec per input level (``MODEL.RETINANET.IN_FEATURES``).
+    Raises:
+        ValueError: the name is not in :data:`DENSE_HEAD_REGISTRY`.
+    """
+    name = cfg.MODEL.RS.DENSE.HEAD
+    if name not in DENSE_HEAD_REGISTRY:
+        choices = sorted(key for key, _ in DENSE_HEAD_REGISTRY)
+        raise ValueError(f"MODEL.RS.DENSE.HEAD must be one of {choices}")
+    return DENSE_HEAD_REGISTRY.get(name)(cfg, input_shapes)

@@ -11,12 +11,12 @@ from detectron2.modeling.proposal_generator import PROPOSAL_GENERATOR_REGISTRY, 
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 
-from ...config.defaults import ranking_loss_from_config
 from ...losses import RankingLoss, RankSortLoss, giou_loss, ranking_targets
 from ..anchor_validity import valid_anchor_mask
 from ..events import put_ranking_loss_scalars
 from ..matcher import MinIoULowQualityMatcher
 from ..quality import regression_quality
+from ..ranking_loss import build_ranking_loss
 
 __all__ = ["RSRPN"]
 
@@ -66,7 +66,7 @@ class RSRPN(RPN):
         ret = super().from_config(cfg, input_shape)
         rs = cfg.MODEL.RS
         ret.update(
-            ranking_loss=ranking_loss_from_config(cfg),
+            ranking_loss=build_ranking_loss(cfg),
             loss_weight=rs.RPN.LOSS_WEIGHT,  # a float: RPN's per-loss dict does not apply
             box2box_transform=Box2BoxTransform(weights=rs.BBOX_REG_WEIGHTS),
             anchor_matcher=MinIoULowQualityMatcher(

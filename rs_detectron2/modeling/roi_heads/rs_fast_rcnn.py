@@ -13,10 +13,10 @@ from detectron2.modeling.roi_heads import FastRCNNOutputLayers
 from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
-from ...config.defaults import ranking_loss_from_config
 from ...losses import RankingLoss, RankSortLoss, giou_loss, ranking_targets
 from ..events import put_ranking_loss_scalars
 from ..quality import regression_quality
+from ..ranking_loss import build_ranking_loss
 
 __all__ = ["RSFastRCNNOutputLayers"]
 
@@ -67,7 +67,7 @@ class RSFastRCNNOutputLayers(FastRCNNOutputLayers):
         ret = super().from_config(cfg, input_shape)
         ret.pop("loss_weight")  # of the stock losses
         ret.update(
-            ranking_loss=ranking_loss_from_config(cfg),
+            ranking_loss=build_ranking_loss(cfg),
             box2box_transform=Box2BoxTransform(weights=cfg.MODEL.RS.BBOX_REG_WEIGHTS),
             test_score_thresh=cfg.MODEL.RS.ROI_HEADS.SCORE_THRESH_TEST,
         )

@@ -3,7 +3,7 @@ meta-architectures: heads, grid targets, Matrix NMS, the stock model and the RS 
 
 from .head import SOLOv2InstanceHead, SOLOv2MaskFeatHead, coord_channels, solov2_level_features
 from .matrix_nms import matrix_nms, points_nms
-from .meta_arch import DICE_EPS, SOLOv2
+from .meta_arch import DICE_EPS, SOLOv2, solov2_postprocess
 from .rs_solov2 import RSSOLOv2
 from .targets import SOLOv2Targets, center_regions, solov2_targets
 
@@ -19,5 +19,6 @@ __all__ = [
     "matrix_nms",
     "points_nms",
     "solov2_level_features",
+    "solov2_postprocess",
     "solov2_targets",
 ]

@@ -12,15 +12,16 @@ from torch import Tensor, nn
 from detectron2.layers import cat
 from detectron2.modeling import Backbone
 from detectron2.modeling.meta_arch.dense_detector import DenseDetector
-from detectron2.structures import BitMasks, Boxes, Instances
+from detectron2.structures import BitMasks, Boxes, ImageList, Instances
 from detectron2.utils.events import get_event_storage
 
 from ...losses import dice_loss
+from ..masks import resize_full_image_masks
 from .head import solov2_level_features
 from .matrix_nms import matrix_nms, points_nms
 from .targets import SOLOv2Targets, solov2_targets
 
-__all__ = ["DICE_EPS", "SOLOv2"]
+__all__ = ["DICE_EPS", "SOLOv2", "solov2_postprocess"]
 
 # Dice of the authors' code: 2 sum(m t) / ((sum m^2 + 0.001) + (sum t^2 + 0.001)).
 DICE_EPS = 0.002
@@ -48,9 +49,12 @@ class SOLOv2(DenseDetector):
     score >= ``test_update_thresh``, the top ``max_detections_per_image``; masks upsampled to the
     padded input, cropped to the image and resized to the requested output size. Output
     ``Instances`` have ``pred_masks`` (bool, full output size), ``pred_boxes`` (the masks' tight
-    boxes), ``scores``, ``pred_classes``, so COCO evaluators give mask and box AP unchanged. (This
-    is why :meth:`forward` is overridden: Detectron2's ``detector_postprocess`` would paste the
-    masks as box-relative ROI masks.)
+    boxes), ``scores``, ``pred_classes``, so COCO evaluators give mask and box AP unchanged.
+
+    As a :class:`DenseDetector`, training is :meth:`forward_training` and inference
+    :meth:`forward_inference`; :meth:`forward` itself is SOLOv2's, as its instance head reads
+    resized levels (:func:`solov2_level_features`), its mask head other levels, and Detectron2's
+    ``detector_postprocess`` would paste the masks as box-relative RoI masks.
     """
 
     def __init__(
@@ -139,7 +143,12 @@ class SOLOv2(DenseDetector):
         return self.head.num_grids
 
     def forward(self, batched_inputs: List[Dict[str, Tensor]]):
-        """
+        """:meth:`DenseDetector.forward` for SOLOv2's two heads, whose ``predictions`` are the
+        instance head's category logits and kernels on :func:`solov2_level_features` and the mask
+        features of ``mask_in_features``. At test time the masks are full-image masks
+        (:func:`solov2_postprocess`), where ``detector_postprocess`` would paste box-relative
+        RoI masks.
+
         Args:
             batched_inputs: Detectron2's list of per-image dicts (``image``; in training
                 ``instances`` with ``gt_masks``; optionally ``height`` / ``width``, the output
@@ -149,44 +158,78 @@ class SOLOv2(DenseDetector):
         """
         images = self.preprocess_image(batched_inputs)
         features = self.backbone(images.tensor)
-        cate_logits, kernels = self.head(
-            solov2_level_features([features[f] for f in self.head_in_features])
-        )
+        head_features = [features[f] for f in self.head_in_features]
+        cate_logits, kernels = self.head(solov2_level_features(head_features))
         mask_features = self.mask_head([features[f] for f in self.mask_in_features])
-        canvas_size = tuple(images.tensor.shape[-2:])
+        predictions = (cate_logits, kernels, mask_features)
         if self.training:
             assert "instances" in batched_inputs[0], "Instance annotations are missing in training!"
             gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
-            targets = solov2_targets(
-                gt_instances,
-                canvas_size,
-                self.num_classes,
-                self.num_grids,
-                self.scale_ranges,
-                sigma=self.center_sigma,
-                first_come=self.first_come,
-            )
-            logits = _flatten_levels(cate_logits)
-            mask_logits = self.positive_mask_logits(
-                _flatten_levels(kernels), mask_features, targets
-            )
-            storage = get_event_storage()
-            storage.put_scalar(
-                "num_pos_cells", float((targets.labels != self.num_classes).sum()) / len(images)
-            )
-            return self.losses(logits, mask_logits, targets)
+            return self.forward_training(images, head_features, predictions, gt_instances)
 
-        results = []
+        results = self.forward_inference(images, head_features, predictions)
+        canvas_size = tuple(images.tensor.shape[-2:])
+        processed = []
+        for result, inputs, size in zip(results, batched_inputs, images.image_sizes):
+            height, width = inputs.get("height", size[0]), inputs.get("width", size[1])
+            instances = solov2_postprocess(
+                result, height, width, canvas_size, self.test_mask_thresh
+            )
+            processed.append({"instances": instances})
+        return processed
+
+    def forward_training(
+        self,
+        images: ImageList,
+        features: List[Tensor],
+        predictions: Tuple[List[Tensor], List[Tensor], Tensor],
+        gt_instances: List[Instances],
+    ) -> Dict[str, Tensor]:
+        """The grid targets (:func:`solov2_targets`) and :meth:`losses` of a batch.
+
+        Args:
+            images: the batch; features: the backbone levels of ``head_in_features`` (unused).
+            predictions: per-level (N, K, S, S) category logits and (N, E, S, S) kernels, and the
+                (N, E, H/4, W/4) mask features.
+            gt_instances: per-image ground truth with ``gt_masks``.
+        """
+        cate_logits, kernels, mask_features = predictions
+        targets = solov2_targets(
+            gt_instances,
+            tuple(images.tensor.shape[-2:]),
+            self.num_classes,
+            self.num_grids,
+            self.scale_ranges,
+            sigma=self.center_sigma,
+            first_come=self.first_come,
+        )
+        logits = _flatten_levels(cate_logits)
+        mask_logits = self.positive_mask_logits(_flatten_levels(kernels), mask_features, targets)
+        storage = get_event_storage()
+        storage.put_scalar(
+            "num_pos_cells", float((targets.labels != self.num_classes).sum()) / len(images)
+        )
+        return self.losses(logits, mask_logits, targets)
+
+    def forward_inference(
+        self,
+        images: ImageList,
+        features: List[Tensor],
+        predictions: Tuple[List[Tensor], List[Tensor], Tensor],
+    ) -> List[Instances]:
+        """Detections of every image (:meth:`inference_single_image`), with soft masks at the
+        mask features' resolution; :func:`solov2_postprocess` makes them the output's.
+
+        Args:
+            images, features, predictions: as :meth:`forward_training`'s.
+        """
+        cate_logits, kernels, mask_features = predictions
         scores = _flatten_levels([points_nms(x.sigmoid()) for x in cate_logits])
         kernels = _flatten_levels(kernels)
-        for i, image_size in enumerate(images.image_sizes):
-            height = batched_inputs[i].get("height", image_size[0])
-            width = batched_inputs[i].get("width", image_size[1])
-            instances = self.inference_single_image(
-                scores[i], kernels[i], mask_features[i], image_size, canvas_size, (height, width)
-            )
-            results.append({"instances": instances})
-        return results
+        return [
+            self.inference_single_image(scores[i], kernels[i], mask_features[i], image_size)
+            for i, image_size in enumerate(images.image_sizes)
+        ]
 
     @staticmethod
     def positive_mask_logits(kernels: Tensor, mask_features: Tensor, targets: SOLOv2Targets):
@@ -236,18 +279,18 @@ class SOLOv2(DenseDetector):
         kernels: Tensor,
         mask_features: Tensor,
         image_size: Tuple[int, int],
-        canvas_size: Tuple[int, int],
-        output_size: Tuple[int, int],
     ) -> Instances:
         """Detections of one image.
 
         Args:
             scores: (C, K) category scores after points NMS; kernels: (C, E).
             mask_features: (E, H', W') at stride 4 of the padded canvas.
-            image_size: (h, w) of the resized image inside the padded ``canvas_size``.
-            output_size: (height, width) of the returned masks (the original image).
+            image_size: (h, w) of the resized image inside the padded canvas.
         Returns:
-            Instances of size ``output_size`` (see the class docstring).
+            Instances of size ``image_size`` with ``scores``, ``pred_classes`` and soft
+            ``pred_masks`` (D, H', W') covering the padded canvas, at the mask features'
+            resolution (kept small until :func:`solov2_postprocess` gives the output's binary
+            masks and their boxes).
         """
         strides = torch.cat(
             [scores.new_full((s * s,), float(st)) for s, st in zip(self.num_grids, self.strides)]
@@ -278,24 +321,49 @@ class SOLOv2(DenseDetector):
         order = torch.argsort(scores, descending=True)[: self.max_detections_per_image]
         masks, scores, classes = masks[order], scores[order], classes[order]
 
-        if len(masks):
-            masks = F.interpolate(
-                masks[None], size=canvas_size, mode="bilinear", align_corners=False
-            )
-            masks = masks[:, :, : image_size[0], : image_size[1]]
-            masks = F.interpolate(masks, size=output_size, mode="bilinear", align_corners=False)[0]
-            pred_masks = masks > self.test_mask_thresh
-        else:
-            pred_masks = torch.zeros(
-                (0,) + tuple(output_size), dtype=torch.bool, device=masks.device
-            )
-        result = Instances(tuple(output_size))
-        result.pred_masks = pred_masks
-        result.pred_boxes = (
-            BitMasks(pred_masks).get_bounding_boxes()
-            if len(pred_masks)
-            else Boxes(torch.zeros((0, 4), device=pred_masks.device))
+        return Instances(
+            tuple(image_size),
+            pred_masks=masks,
+            scores=scores,
+            pred_classes=classes,
         )
-        result.scores = scores
-        result.pred_classes = classes
-        return result
+
+
+def solov2_postprocess(
+    results: Instances,
+    output_height: int,
+    output_width: int,
+    canvas_size: Tuple[int, int],
+    mask_threshold: float = 0.5,
+) -> Instances:
+    """One image's SOLOv2 detections at the output (original image) size: the soft masks cropped
+    to the image, resized and binarised (:func:`resize_full_image_masks`), the boxes their tight
+    boxes.
+
+    Args:
+        results: from :meth:`SOLOv2.inference_single_image` (its size is the image's).
+        output_height, output_width: the size to return the detections at.
+        canvas_size: (H, W) of the padded batch the image was in.
+        mask_threshold: soft masks above it are foreground.
+    Returns:
+        Instances of size (output_height, output_width) with ``pred_masks`` (D, H, W) bool,
+        ``pred_boxes``, ``scores`` and ``pred_classes``.
+    """
+    output_size = (output_height, output_width)
+    pred_masks = resize_full_image_masks(
+        results.pred_masks,
+        output_size,
+        mask_threshold,
+        canvas_size=canvas_size,
+        image_size=results.image_size,
+    )
+    out = Instances(output_size)
+    out.pred_masks = pred_masks
+    out.pred_boxes = (
+        BitMasks(pred_masks).get_bounding_boxes()
+        if len(pred_masks)
+        else Boxes(torch.zeros((0, 4), device=pred_masks.device))
+    )
+    out.scores = results.scores
+    out.pred_classes = results.pred_classes
+    return out

@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from detectron2.structures import BitMasks, Instances, PolygonMasks
+from detectron2.structures import Instances
+
+from ..masks import rasterize_gt_masks
 
 __all__ = ["SOLOv2Targets", "center_regions", "solov2_targets"]
 
@@ -34,18 +36,6 @@ class SOLOv2Targets(NamedTuple):
     pos_cell: Tensor
     pos_gt: Tensor
     gt_masks: Tensor
-
-
-def _bitmasks(instances: Instances) -> Tensor:
-    """(G, h, w) bool masks of ``instances.gt_masks`` (bitmasks or polygons) at the image size."""
-    if not instances.has("gt_masks"):
-        raise ValueError("SOLOv2 trains on instance masks: the ground truth has no gt_masks")
-    masks = instances.gt_masks
-    h, w = instances.image_size
-    if isinstance(masks, PolygonMasks):
-        masks = BitMasks.from_polygon_masks(masks, h, w)
-    tensor = masks.tensor if isinstance(masks, BitMasks) else torch.as_tensor(masks)
-    return tensor[:, :h, :w].to(torch.bool)
 
 
 def center_regions(
@@ -134,10 +124,12 @@ def solov2_targets(
     num_gt = 0
     for img, inst in enumerate(gt_instances):
         image_labels = torch.full((offsets[-1],), num_classes, dtype=torch.long, device=device)
-        masks = _bitmasks(inst) if len(inst) > 0 else None
-        if masks is None or len(masks) == 0:
+        if len(inst) == 0:
             labels.append(image_labels)
             continue
+        if not inst.has("gt_masks"):
+            raise ValueError("SOLOv2 trains on instance masks: the ground truth has no gt_masks")
+        masks = rasterize_gt_masks(inst, inst.image_size)
         h, w = masks.shape[-2:]
         fmasks = masks.float()
         area = fmasks.sum(dim=(1, 2))

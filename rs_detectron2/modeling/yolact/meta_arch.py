@@ -10,9 +10,10 @@ from torch import Tensor, nn
 
 from detectron2.layers import cat
 from detectron2.modeling.meta_arch.dense_detector import DenseDetector
-from detectron2.structures import BitMasks, Boxes, ImageList, Instances, PolygonMasks
+from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils.events import get_event_storage
 
+from ..masks import crop_canvas_masks, rasterize_gt_masks, resize_full_image_masks
 from .assembly import assemble_masks, crop_masks, gt_masks_at, relative_boxes
 from .fast_nms import fast_nms
 
@@ -73,13 +74,9 @@ def yolact_postprocess(
     out = Instances((output_height, output_width), **results.get_fields())
     out.pred_boxes.scale(output_width / input_width, output_height / input_height)
     out.pred_boxes.clip(out.image_size)
-    masks = results.pred_masks
-    if len(masks) == 0:
-        out.pred_masks = masks.new_zeros((0, output_height, output_width), dtype=torch.bool)
-    else:
-        size = (output_height, output_width)
-        masks = F.interpolate(masks[:, None].float(), size=size, mode="bilinear")[:, 0]
-        out.pred_masks = masks > mask_threshold
+    out.pred_masks = resize_full_image_masks(
+        results.pred_masks, (output_height, output_width), mask_threshold
+    )
     return out
 
 
@@ -238,20 +235,11 @@ class YOLACT(DenseDetector):
         gt_boxes = cat([g.gt_boxes.tensor for g in gt_instances])[gt_index]
         return Positives(image, anchor, classes, gt_boxes, gt_index)
 
-    @staticmethod
-    def gt_bitmasks(gt: Instances, size: Tuple[int, int]) -> Tensor:
-        """(G, H, W) bool masks of one image's GT at the (padded) input size ``size``."""
-        masks = gt.gt_masks
-        height, width = size
-        if isinstance(masks, PolygonMasks):
-            return BitMasks.from_polygon_masks(masks, height, width).tensor.to(gt.gt_boxes.device)
-        tensor = masks.tensor if isinstance(masks, BitMasks) else torch.as_tensor(masks)
-        pad = (0, width - tensor.shape[-1], 0, height - tensor.shape[-2])
-        return F.pad(tensor, pad)
-
     def mask_targets(self, gt_instances: List[Instances], input_size, proto_size) -> Tensor:
         """(G, h, w) mask targets of the batch's concatenated GTs at the prototype resolution."""
-        return cat([gt_masks_at(self.gt_bitmasks(g, input_size), proto_size) for g in gt_instances])
+        return cat(
+            [gt_masks_at(rasterize_gt_masks(g, input_size), proto_size) for g in gt_instances]
+        )
 
     def positive_masks(
         self, protos: Tensor, coeffs: Tensor, pos: Positives, boxes_rel: Tensor
@@ -386,7 +374,7 @@ class YOLACT(DenseDetector):
         for i, gt in enumerate(gt_instances):
             if len(gt) == 0:
                 continue
-            masks = gt_masks_at(self.gt_bitmasks(gt, input_size), size)
+            masks = gt_masks_at(rasterize_gt_masks(gt, input_size), size)
             target = torch.zeros_like(sem_logits[i])
             target.index_put_((gt.gt_classes,), masks, accumulate=True)
             total = total + F.binary_cross_entropy_with_logits(
@@ -477,8 +465,7 @@ class YOLACT(DenseDetector):
         masks = crop_masks(masks, relative_boxes(boxes.tensor, input_size), self.mask_crop_padding)
         if tuple(image_size) != tuple(input_size) and len(masks):
             # the prototypes cover the padded batch: keep the image's part
-            masks = F.interpolate(masks[:, None], size=input_size, mode="bilinear")[:, 0]
-            masks = masks[:, : image_size[0], : image_size[1]]
+            masks = crop_canvas_masks(masks, input_size, image_size)
         return Instances(
             image_size,
             pred_boxes=boxes,

@@ -1,10 +1,11 @@
-"""The yacs builder of the RS-ATSS / RS-PAA backbone: P6 from P5 and P7 from P6 without a ReLU."""
+"""The yacs builder of the RS-ATSS / RS-PAA backbone (``MODEL.BACKBONE.NAME:
+build_rs_atss_resnet_fpn_backbone``): P6 from P5 and P7 from P6 without a ReLU."""
 
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone import FPN, build_resnet_backbone
 
-from ..modeling.backbone import LastLevelP6P7NoReLU
+from .blocks import LastLevelP6P7NoReLU
 
 __all__ = ["build_rs_atss_resnet_fpn_backbone"]
 

@@ -1,0 +1,65 @@
+"""The dense assigner of a yacs config: a registry of builders, one per ``MODEL.RS.DENSE.ASSIGNER``.
+
+A new assigner (an :class:`~rs_detectron2.modeling.assigners.AnchorAssigner`) joins the yacs
+configs by registering a builder under the name the config will use::
+
+    @ASSIGNER_REGISTRY.register()
+    def FCOS(cfg):
+        return FCOSAssigner(center_sampling_radius=1.5)
+
+LazyConfigs give the assigner itself (``assigner=L(ATSSAssigner)(topk=9)``).
+"""
+
+from detectron2.utils.registry import Registry
+
+from .atss import ATSSAssigner
+from .base import AnchorAssigner
+from .iou import IoUAssigner
+from .paa import PAAAssigner
+
+__all__ = ["ASSIGNER_REGISTRY", "build_assigner"]
+
+ASSIGNER_REGISTRY = Registry("ASSIGNER")
+ASSIGNER_REGISTRY.__doc__ = """
+Builders of the dense assigners, by the value of ``cfg.MODEL.RS.DENSE.ASSIGNER``. A builder is
+called as ``builder(cfg)`` and returns an :class:`AnchorAssigner`.
+"""
+
+
+@ASSIGNER_REGISTRY.register()
+def IoU(cfg) -> IoUAssigner:
+    """RetinaNet's max-IoU rule with its thresholds and labels (``MODEL.RETINANET.IOU_*``)."""
+    return IoUAssigner(cfg.MODEL.RETINANET.IOU_THRESHOLDS, cfg.MODEL.RETINANET.IOU_LABELS)
+
+
+@ASSIGNER_REGISTRY.register()
+def ATSS(cfg) -> ATSSAssigner:
+    """ATSS with ``MODEL.RS.DENSE.ATSS_TOPK`` candidates per level."""
+    return ATSSAssigner(topk=cfg.MODEL.RS.DENSE.ATSS_TOPK)
+
+
+@ASSIGNER_REGISTRY.register()
+def PAA(cfg) -> PAAAssigner:
+    """PAA with ``MODEL.RS.DENSE.PAA_*``; its focal terms are RetinaNet's focal-loss options."""
+    dense, retina = cfg.MODEL.RS.DENSE, cfg.MODEL.RETINANET
+    return PAAAssigner(
+        iou_threshold=dense.PAA_IOU_THRESHOLD,
+        topk=dense.PAA_TOPK,
+        focal_alpha=retina.FOCAL_LOSS_ALPHA,
+        focal_gamma=retina.FOCAL_LOSS_GAMMA,
+    )
+
+
+def build_assigner(cfg) -> AnchorAssigner:
+    """The assigner named by ``cfg.MODEL.RS.DENSE.ASSIGNER``.
+
+    Args:
+        cfg: a yacs config with :func:`rs_detectron2.config.add_rs_config`'s keys.
+    Raises:
+        ValueError: the name is not in :data:`ASSIGNER_REGISTRY`.
+    """
+    name = cfg.MODEL.RS.DENSE.ASSIGNER
+    if name not in ASSIGNER_REGISTRY:
+        choices = sorted(key for key, _ in ASSIGNER_REGISTRY)
+        raise ValueError(f"MODEL.RS.DENSE.ASSIGNER must be one of {choices}")
+    return ASSIGNER_REGISTRY.get(name)(cfg)
