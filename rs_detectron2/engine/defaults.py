@@ -121,8 +121,9 @@ def start_up_checks(cfg, args, prog: str = "train_net.py") -> List[str]:
     return [found.mask_override]
 
 
-def _fail(prog: str, error: Exception, status: int):
-    print(f"{prog}: error: {error}", file=sys.stderr)
+def _fail(prog: str, message: object, status: int) -> SystemExit:
+    """Print ``message`` as argparse prints a usage error; the caller raises the returned exit."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
     return SystemExit(status)
 
 
