@@ -113,8 +113,8 @@ def predict_validation(args, weights):
     from detectron2.data import DatasetCatalog
     from detectron2.data.detection_utils import read_image
 
+    from rs_detectron2.engine.prediction_run import instances_to_results
     from rs_detectron2.engine.predictor import LazyPredictor
-    from rs_detectron2.predict import instances_to_results
 
     predictor = LazyPredictor(os.path.join(REPO, args.config), weights, device="cpu")
     records = DatasetCatalog.get(predictor.cfg.dataloader.test.dataset.names)

@@ -1,17 +1,13 @@
 """Checkpoints are written atomically and a fresh run refuses to overwrite an earlier one."""
 
-import argparse
 import os
-import sys
 
 import pytest
 import torch
 
 from rs_detectron2.engine import AtomicCheckpointer, existing_checkpoint
 from rs_detectron2.engine import checkpoint as checkpoint_module
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import train_net  # noqa: E402
+from rs_detectron2.engine.startup_checks import StartError, check_output_dir
 
 
 def test_save_writes_complete_files_and_tag(tmp_path):
@@ -44,17 +40,10 @@ def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert (tmp_path / "last_checkpoint").read_text() == "model_final.pth"
 
 
-def _args(**kw):
-    base = dict(eval_only=False, resume=False, overwrite=False)
-    base.update(kw)
-    return argparse.Namespace(**base)
-
-
 def test_fresh_run_refuses_to_overwrite(tmp_path):
-    cfg = argparse.Namespace(train=argparse.Namespace(output_dir=str(tmp_path)))
-    train_net.check_output_dir(cfg, _args())  # empty folder: fine
+    check_output_dir(str(tmp_path))  # empty folder: fine
     AtomicCheckpointer(torch.nn.Linear(1, 1), str(tmp_path)).save("model_0000099")
-    with pytest.raises(SystemExit, match="already holds checkpoints"):
-        train_net.check_output_dir(cfg, _args())
+    with pytest.raises(StartError, match="already holds checkpoints"):
+        check_output_dir(str(tmp_path))
     for allowed in (dict(resume=True), dict(overwrite=True), dict(eval_only=True)):
-        train_net.check_output_dir(cfg, _args(**allowed))
+        check_output_dir(str(tmp_path), **allowed)

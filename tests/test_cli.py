@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
-from test_train_e2e import read_metrics, run_train_net
+
+from rs_detectron2.utils.testing import REPO, read_metrics, run_train_net
 
 TINY_FASTER = "configs/quick_schedules/rs_faster_rcnn_tiny.py"
 TINY_MASK = "configs/quick_schedules/rs_mask_rcnn_tiny.py"
@@ -142,8 +143,6 @@ def test_eval_only_refuses_to_run_without_weights(tmp_path, weights):
 
 
 def test_eval_only_refuses_weights_of_another_architecture(tmp_path, polygons):
-    from test_train_e2e import REPO
-
     from detectron2.config import LazyConfig, instantiate
 
     other = instantiate(LazyConfig.load(os.path.join(REPO, TINY_RETINANET)).model)
@@ -250,21 +249,17 @@ def test_overwrite_moves_the_earlier_run_aside(tmp_path, polygons):
     ],
 )
 def test_valid_overrides_pass_the_checks(config, overrides):
-    from test_train_e2e import REPO
-
     from detectron2.config import LazyConfig
 
-    from rs_detectron2.engine.validate import check_overrides
+    from rs_detectron2.engine.startup_checks import check_overrides
 
     check_overrides(LazyConfig.load(os.path.join(REPO, config)), overrides)
 
 
 def test_override_near_a_sibling_of_a_kwargs_callable_is_refused():
-    from test_train_e2e import REPO
-
     from detectron2.config import LazyConfig
 
-    from rs_detectron2.engine.validate import ConfigError, check_overrides
+    from rs_detectron2.engine.startup_checks import ConfigError, check_overrides
 
     cfg = LazyConfig.load(os.path.join(REPO, TINY_FASTER))
     with pytest.raises(ConfigError, match="did you mean dataloader.train.num_workers"):

@@ -12,10 +12,17 @@ from PIL import Image
 from torch import nn
 
 from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import LazyConfig
 from detectron2.structures import Boxes, Instances
 
 from rs_detectron2 import export
-from rs_detectron2.export import ExportedModel, ExportError, compare_instances, export_model
+from rs_detectron2.deploy import (
+    ExportedModel,
+    ExportError,
+    compare_instances,
+    export_model,
+    sample_inputs,
+)
 from rs_detectron2.model_zoo import get_config_file
 from rs_detectron2.utils.testing import batch, build_tiny, make_image
 
@@ -183,7 +190,7 @@ def test_command_exports_checks_and_records_the_classes(tiny_checkpoint, tmp_pat
     assert info["input_format"] == "BGR" and len(info["thing_classes"]) == 8
 
     # the exported model reproduces the checkpoint's eager detections on the resized image
-    inputs = export.sample_inputs(export.LazyConfig.load(config), image_path)
+    inputs = sample_inputs(LazyConfig.load(config), image_path)
     assert inputs[0]["image"].shape[-2:] == (160, 200)  # the test resize: short edge 160
     with torch.no_grad():
         expected = model(inputs)[0]["instances"]

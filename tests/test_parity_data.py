@@ -30,7 +30,7 @@ from rs_detectron2.data import (
 )
 from rs_detectron2.data.samplers import RepeatFactorSampler
 from rs_detectron2.engine.schedule import EpochSchedule, resolve_epoch_schedule
-from rs_detectron2.engine.validate import ConfigError, check_overrides, ranking_pool_warning
+from rs_detectron2.engine.startup_checks import ConfigError, check_overrides, ranking_pool_warning
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, "configs")
@@ -279,7 +279,7 @@ def test_repeat_factor_sampler_defaults_to_ceil(shapes):
 def test_train_net_trains_for_the_resolved_epoch_schedule_and_warns_on_the_pool(tmp_path, shapes):
     """train_net.py turns an epoch schedule into max_iter from the repeated set (a quarter epoch
     here, so the run stays short) and warns that 2 images per process is not the paper's pool."""
-    from test_train_e2e import read_metrics, run_train_net
+    from rs_detectron2.utils.testing import read_metrics, run_train_net
 
     out = str(tmp_path / "out")
     schedule = (

@@ -6,7 +6,6 @@ COCO-format copy of the first shapes validation images, so that every run here s
 """
 
 import contextlib
-import importlib.util
 import io
 import json
 import os
@@ -19,7 +18,6 @@ import pytest
 import torch
 from PIL import Image
 from pycocotools.coco import COCO
-from test_train_e2e import REPO, run_train_net
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import LazyConfig, instantiate
@@ -28,6 +26,7 @@ from detectron2.data import transforms as T
 from detectron2.data.detection_utils import read_image
 
 from rs_detectron2.data import SHAPES_CLASSES, register_shapes, register_user_datasets
+from rs_detectron2.engine import default_argument_parser, prepare_run
 from rs_detectron2.engine.predictor import LazyPredictor
 from rs_detectron2.evaluation import optimal_lrp
 from rs_detectron2.evaluation.thresholds import (
@@ -40,6 +39,7 @@ from rs_detectron2.evaluation.thresholds import (
     write_thresholds,
 )
 from rs_detectron2.predict import main as predict_main
+from rs_detectron2.utils.testing import REPO, run_train_net
 
 TINY_MASK = "configs/quick_schedules/rs_mask_rcnn_tiny.py"
 SMALL = "pred_small"
@@ -145,12 +145,9 @@ def test_eval_only_writes_the_lrp_thresholds_file(trained):
 
 
 def test_lrp_thresholds_out_needs_eval_only(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("train_net", os.path.join(REPO, "train_net.py"))
-    train_net = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_net)
     argv = ["--config-file", TINY_MASK, "--lrp-thresholds-out", str(tmp_path / "t.json")]
     with pytest.raises(SystemExit) as e:
-        train_net.prepare(train_net.argument_parser().parse_args(argv))
+        prepare_run(default_argument_parser().parse_args(argv))
     assert e.value.code == 2
     assert "--lrp-thresholds-out needs --eval-only" in capsys.readouterr().err
 

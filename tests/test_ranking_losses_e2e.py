@@ -6,7 +6,8 @@ import os
 
 import pytest
 import torch
-from test_train_e2e import read_metrics, run_train_net
+
+from rs_detectron2.utils.testing import read_metrics, run_train_net
 
 ITERS = 40
 LOG_PERIOD = 5

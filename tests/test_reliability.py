@@ -6,13 +6,11 @@ import itertools
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import torch
-from test_train_e2e import REPO, read_metrics, run_train_net, train_net_cmd
 
 from detectron2.engine import SimpleTrainer, hooks
 from detectron2.utils.events import EventStorage
@@ -25,7 +23,9 @@ from rs_detectron2.engine import (
     existing_checkpoint,
 )
 from rs_detectron2.engine.resume import start_train_loader_at
+from rs_detectron2.engine.startup_checks import StartError, check_device
 from rs_detectron2.losses import RankSortLoss
+from rs_detectron2.utils.testing import REPO, read_metrics, run_train_net, train_net_cmd
 
 TINY_FASTER = "configs/quick_schedules/rs_faster_rcnn_tiny.py"
 
@@ -307,14 +307,11 @@ def test_two_processes_train_every_rs_model(tmp_path, config, pool_keys, loss_ke
 def test_amp_on_cpu_gives_a_clear_message():
     import argparse
 
-    sys.path.insert(0, REPO)
-    import train_net
-
     cfg = argparse.Namespace(
         train=argparse.Namespace(device="cpu", amp=argparse.Namespace(enabled=True))
     )
-    with pytest.raises(SystemExit, match="needs a CUDA device"):
-        train_net.check_device(cfg)
+    with pytest.raises(StartError, match="needs a CUDA device"):
+        check_device(cfg)
 
 
 @pytest.mark.parametrize("config", [TINY_FASTER, "configs/quick_schedules/rs_mask_rcnn_tiny.py"])

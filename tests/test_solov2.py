@@ -539,7 +539,7 @@ E2E_ITERS = 12
 
 @pytest.mark.parametrize("name", ["rs_solov2", "solov2"])
 def test_tiny_model_trains_through_train_net_and_reports_mask_ap(name, tmp_path):
-    from test_train_e2e import read_metrics, run_train_net
+    from rs_detectron2.utils.testing import read_metrics, run_train_net
 
     out = str(tmp_path / "out")
     run_train_net(

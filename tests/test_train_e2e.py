@@ -3,51 +3,14 @@
 These run the real CLI in a subprocess (as a user would), on the generated shapes dataset, on CPU.
 """
 
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from rs_detectron2.utils.testing import read_metrics, run_train_net
+
 ITERS = 40
 LOG_PERIOD = 5
-
-
-def train_net_cmd(config, output_dir, *overrides, flags=()):
-    """The command line of a CPU train_net.py run; ``flags`` (e.g. --resume) precede the config."""
-    return [
-        sys.executable,
-        os.path.join(REPO, "train_net.py"),
-        *flags,
-        "--config-file",
-        os.path.join(REPO, config),
-        f"train.output_dir={output_dir}",
-        "train.device=cpu",
-        *overrides,
-    ]
-
-
-def run_train_net(config, output_dir, *overrides, flags=(), timeout=900, check=True):
-    """Run train_net.py to completion; with ``check``, assert it exited 0. Returns the process."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.run(
-        train_net_cmd(config, output_dir, *overrides, flags=flags),
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if check:
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc
-
-
-def read_metrics(output_dir):
-    with open(os.path.join(output_dir, "metrics.json")) as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 @pytest.mark.parametrize(

@@ -279,16 +279,13 @@ def test_name_conflicts(shapes, tmp_path, cleanup):
 
 
 def test_train_net_flag():
-    sys.path.insert(0, REPO)
-    try:
-        from train_net import argument_parser
-    finally:
-        sys.path.remove(REPO)
-    args = argument_parser().parse_args(
+    from rs_detectron2.engine import default_argument_parser
+
+    args = default_argument_parser().parse_args(
         ["--config-file", "c.py", "--dataset", "a:b.json:c", "--dataset", "d:e.json:f"]
     )
     assert args.dataset == ["a:b.json:c", "d:e.json:f"]
-    assert argument_parser().parse_args(["--config-file", "c.py"]).dataset == []
+    assert default_argument_parser().parse_args(["--config-file", "c.py"]).dataset == []
 
 
 # ----------------------------------------------------------------------------- check command

@@ -573,7 +573,7 @@ E2E_ITERS = 12
     ],
 )
 def test_tiny_yolact_trains_through_train_net(tmp_path, config, loss_keys, eval_keys):
-    from test_train_e2e import read_metrics, run_train_net
+    from rs_detectron2.utils.testing import read_metrics, run_train_net
 
     out = str(tmp_path / "out")
     run_train_net(

@@ -1,15 +1,31 @@
 """Datasets for rs_detectron2: the synthetic long-tailed shapes dataset (COCO and LVIS formats),
-user datasets given as COCO/LVIS json (``--dataset NAME:JSON:ROOT``), the dataset checks that
-``python -m rs_detectron2.data.check`` runs, ground-truth sanitising and the training-data builders
-used by the configs."""
+user datasets given as COCO/LVIS json (``--dataset NAME:JSON:ROOT``), the dataset linter
+(:mod:`.lint`) that ``python -m rs_detectron2.data.check`` runs, ground-truth sanitising and the
+training-data builders used by the configs.
 
-from .annotations import AnnotationReport, UserDatasetError
+Importing this package registers the shapes datasets (``rs_shapes_*``), as importing
+``detectron2.data`` registers Detectron2's builtin ones: names and metadata only, the images are
+generated when a shapes dataset is first loaded (:mod:`.shapes.register`).
+"""
+
 from .build import (
     build_repeat_factor_train_loader,
     get_training_dataset_dicts,
     repeat_factor_sampler,
 )
-from .findings import Finding, exit_code, format_findings
+from .lint import (
+    MASK_FORMAT_KEY,
+    AnnotationReport,
+    ConfigFacts,
+    Finding,
+    UserDatasetError,
+    check_dataset,
+    config_facts,
+    dataset_names_from_config,
+    exit_code,
+    format_findings,
+    required_mask_format,
+)
 from .samplers import REPEAT_ROUNDINGS, RepeatFactorSampler, SkippingSampler
 from .sanitize import SANITIZE_REASONS, annotation_problem, sanitize_dataset_dicts
 from .shapes import (
@@ -42,14 +58,9 @@ from .user_datasets import (
     register_user_dataset,
     register_user_datasets,
 )
-from .validate import (
-    MASK_FORMAT_KEY,
-    ConfigFacts,
-    check_dataset,
-    config_facts,
-    dataset_names_from_config,
-    required_mask_format,
-)
+
+# Once per process, like Detectron2's builtin datasets; writes nothing (see the module docstring).
+register_shapes()
 
 __all__ = [
     "MASK_FORMAT_KEY",

@@ -1,4 +1,5 @@
-"""Check datasets before a long run.
+"""Check datasets before a long run: the command line of the dataset linter
+(:mod:`rs_detectron2.data.lint`).
 
     python -m rs_detectron2.data.check NAME [NAME ...]
     python -m rs_detectron2.data.check --dataset NAME:JSON:IMAGE_ROOT [--dataset ...]
@@ -14,7 +15,7 @@ For each dataset: the annotation file (valid COCO/LVIS JSON, ids, categories, co
 file (exists; decoded and its size compared with the JSON, ``--sample N`` for large sets,
 ``--no-images`` to skip), the geometry (boxes against the image and against their own masks, masks
 of zero area, RLE sizes), then the dataset is loaded the way training loads it (``--no-load`` to
-skip). Prints a report (:func:`~rs_detectron2.data.findings.format_findings`); exits with 1 when
+skip). Prints a report (:func:`~rs_detectron2.data.lint.format_findings`); exits with 1 when
 there is an error (with ``--strict`` also on warnings), else 0.
 """
 
@@ -24,15 +25,22 @@ import argparse
 import sys
 from typing import List, Optional, Sequence, Tuple
 
-from .findings import ERROR, Finding, exit_code, format_findings
-from .shapes import SHAPES_DATASET_NAMES, register_shapes
+from .lint import (
+    ERROR,
+    ConfigFacts,
+    Finding,
+    check_dataset,
+    config_facts,
+    dataset_names_from_config,
+    exit_code,
+    format_findings,
+)
 from .user_datasets import (
     UserDatasetError,
     add_dataset_argument,
     parse_dataset_spec,
     register_user_dataset,
 )
-from .validate import ConfigFacts, check_dataset, config_facts, dataset_names_from_config
 
 __all__ = ["check_dataset", "dataset_names_from_config", "build_parser", "main"]
 
@@ -111,8 +119,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         names += [n for n in facts.train_names + facts.test_names if n not in names]
     if not names and not findings:
         parser.error("give dataset names, --dataset or --config-file")
-    if any(n in SHAPES_DATASET_NAMES for n in names):
-        register_shapes()  # writes nothing: the data is generated when it is checked
     for name in dict.fromkeys(names):
         train = name in facts.train_names
         found = check_dataset(

@@ -5,7 +5,7 @@
 :func:`register_user_datasets`; the name can then be used in ``dataloader.train.dataset.names`` /
 ``dataloader.test.dataset.names``.
 
-Format. The JSON is read once at registration (:mod:`rs_detectron2.data.annotations`). An
+Format. The JSON is read once at registration (:mod:`rs_detectron2.data.lint.annotations`). An
 LVIS-format file must be complete for LVIS evaluation (every category has a ``frequency`` in
 f/c/r, every image both label lists), else registration fails and says what is missing.
 
@@ -44,7 +44,7 @@ from typing import Dict, List, Optional, Sequence
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from .annotations import (
+from .lint.annotations import (
     AnnotationReport,
     UserDatasetError,
     detect_format,
@@ -52,7 +52,7 @@ from .annotations import (
     inspect_annotations,
     read_annotation_json,
 )
-from .findings import ERROR
+from .lint.findings import ERROR
 
 __all__ = [
     "UserDatasetError",

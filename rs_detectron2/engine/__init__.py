@@ -1,11 +1,21 @@
-from .checkpoint import AtomicCheckpointer, existing_checkpoint, move_run_aside
+from .checkpoint import AtomicCheckpointer, existing_checkpoint, load_weights, move_run_aside
 from .clip import ClipGradNorm
+from .defaults import (
+    IMAGE_SAMPLE,
+    default_argument_parser,
+    default_writers,
+    load_eval_weights,
+    prepare_run,
+    start_up_checks,
+    wrap_ddp,
+)
 from .guard import FiniteLossGuard, NonFiniteLossError
 from .predictor import LazyPredictor, WeightsMismatchError, load_lazy_config
 from .resume import ReseedEveryPeriod, iteration_seed, start_train_loader_at
 from .schedule import EpochSchedule, resolve_epoch_schedule
 
 __all__ = [
+    "IMAGE_SAMPLE",
     "AtomicCheckpointer",
     "ClipGradNorm",
     "EpochSchedule",
@@ -14,10 +24,17 @@ __all__ = [
     "NonFiniteLossError",
     "ReseedEveryPeriod",
     "WeightsMismatchError",
+    "default_argument_parser",
+    "default_writers",
     "existing_checkpoint",
     "iteration_seed",
+    "load_eval_weights",
     "load_lazy_config",
+    "load_weights",
     "move_run_aside",
+    "prepare_run",
     "resolve_epoch_schedule",
     "start_train_loader_at",
+    "start_up_checks",
+    "wrap_ddp",
 ]

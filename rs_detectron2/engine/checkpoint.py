@@ -11,7 +11,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 
 from .guard import NonFiniteLossError
 
-__all__ = ["AtomicCheckpointer", "existing_checkpoint", "move_run_aside"]
+__all__ = ["AtomicCheckpointer", "existing_checkpoint", "load_weights", "move_run_aside"]
 
 
 def _is_local(path: str) -> bool:
@@ -101,6 +101,20 @@ class AtomicCheckpointer(DetectionCheckpointer):
             return super().tag_last_checkpoint(last_filename_basename)
         path = os.path.join(self.save_dir, "last_checkpoint")
         _atomic_write(path, lambda f: f.write(last_filename_basename.encode()))
+
+
+def load_weights(model: torch.nn.Module, weights: str) -> List[str]:
+    """Load the checkpoint ``weights`` (a path or URL Detectron2's checkpointer reads) into
+    ``model`` and say what did not match.
+
+    Returns:
+        The lines of :meth:`AtomicCheckpointer.incompatible_keys` (missing, unexpected and reshaped
+        keys, the last not loaded); empty when the weights match the model. The caller decides
+        whether a partial load is acceptable.
+    """
+    checkpointer = AtomicCheckpointer(model)
+    checkpointer.load(weights)
+    return checkpointer.incompatible_keys()
 
 
 def existing_checkpoint(output_dir: str) -> Optional[str]:

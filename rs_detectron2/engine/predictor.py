@@ -23,15 +23,16 @@ import torch
 from omegaconf import DictConfig
 
 from detectron2.config import LazyConfig, instantiate
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.data.catalog import Metadata
 from detectron2.structures import Instances
 
-from ..data import SHAPES_DATASET_NAMES, register_shapes
+# importing the data package registers its datasets (rs_shapes_*), whose metadata a config names
+from .. import data  # noqa: F401
 from ..evaluation.thresholds import read_thresholds, resolve_class_thresholds
 from ..model_zoo import get_config_file
-from .checkpoint import AtomicCheckpointer
+from .checkpoint import load_weights
 
 __all__ = ["LazyPredictor", "WeightsMismatchError", "load_lazy_config"]
 
@@ -163,11 +164,7 @@ class LazyPredictor:
 
     def _test_metadata(self) -> Metadata:
         name = _test_dataset_name(self.cfg)
-        if name is None:
-            return Metadata()
-        if name in SHAPES_DATASET_NAMES and name not in DatasetCatalog.list():
-            register_shapes()
-        return MetadataCatalog.get(name)
+        return Metadata() if name is None else MetadataCatalog.get(name)
 
     def _load_weights(self, weights, allow_partial):
         if weights is None:
@@ -178,9 +175,7 @@ class LazyPredictor:
             )
         if "://" not in weights and not os.path.isfile(weights):
             raise FileNotFoundError(f"weights {weights} do not exist")
-        checkpointer = AtomicCheckpointer(self.model)
-        checkpointer.load(weights)
-        problems = checkpointer.incompatible_keys()
+        problems = load_weights(self.model, weights)
         if problems and not allow_partial:
             raise WeightsMismatchError(
                 f"the weights {weights} do not match the model of the config:\n  "

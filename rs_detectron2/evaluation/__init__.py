@@ -14,8 +14,10 @@ from .olrp import OLRPEvaluator, match_detections, olrp_from_coco, optimal_lrp
 from .thresholds import (
     ClassThresholds,
     count_detection_errors,
+    lrp_thresholds_evaluator,
     read_thresholds,
     resolve_class_thresholds,
+    thresholds_from_evaluator,
     thresholds_from_olrp,
     write_thresholds,
 )
@@ -35,8 +37,10 @@ __all__ = [
     "match_detections",
     "ClassThresholds",
     "count_detection_errors",
+    "lrp_thresholds_evaluator",
     "read_thresholds",
     "resolve_class_thresholds",
+    "thresholds_from_evaluator",
     "thresholds_from_olrp",
     "write_thresholds",
 ]

@@ -4,7 +4,9 @@ The oLRP evaluation (:mod:`rs_detectron2.evaluation.olrp`) finds, for each class
 threshold ``s`` that minimises the class's LRP error (Oksuz et al., "One Metric to Measure them All:
 Localisation Recall Precision (LRP) for Evaluating Visual Detection Tasks", TPAMI 2022): keeping the
 detections with score >= s balances false positives, misses and localisation error of that class.
-This module writes those thresholds to a JSON file and reads them back for deployment.
+This module fits those thresholds in an evaluation pass (:func:`lrp_thresholds_evaluator`, then
+:func:`thresholds_from_evaluator`; ``train_net.py --eval-only --lrp-thresholds-out FILE`` runs it),
+writes them to a JSON file and reads them back for deployment.
 
 The file (``"format": "rs_detectron2-olrp-thresholds"``, ``"version": 1``)::
 
@@ -30,16 +32,19 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from detectron2.data import MetadataCatalog
 from detectron2.utils.file_io import PathManager
 
-from .olrp import match_detections
+from .olrp import OLRPEvaluator, match_detections
 
 __all__ = [
     "THRESHOLDS_FORMAT",
     "ClassThresholds",
     "count_detection_errors",
+    "lrp_thresholds_evaluator",
     "read_thresholds",
     "resolve_class_thresholds",
+    "thresholds_from_evaluator",
     "thresholds_from_olrp",
     "write_thresholds",
 ]
@@ -134,6 +139,45 @@ def thresholds_from_olrp(
         "fallback_threshold": float(statistics.median(found)),
         "classes": classes,
     }
+
+
+def lrp_thresholds_evaluator(dataset_name: str, output_dir: Optional[str] = None) -> OLRPEvaluator:
+    """The evaluator whose results :func:`thresholds_from_evaluator` reads: box oLRP at IoU 0.5,
+    100 detections per image, its results named ``bbox_oLRP`` so that it runs beside the config's
+    COCO evaluator in one ``DatasetEvaluators`` (one inference pass).
+
+    Args:
+        dataset_name: the registered evaluation dataset.
+        output_dir: where it writes ``olrp_results.json`` (and COCO-format predictions); None
+            writes nothing.
+    """
+    return OLRPEvaluator(
+        dataset_name, tasks=("bbox",), output_dir=output_dir, results_suffix="_oLRP"
+    )
+
+
+def thresholds_from_evaluator(
+    evaluator: OLRPEvaluator, dataset_name: str, source: Optional[Mapping[str, str]] = None
+) -> dict:
+    """The thresholds document (:func:`thresholds_from_olrp`) of an evaluator of
+    :func:`lrp_thresholds_evaluator` after its evaluation, on the main process; the classes and
+    their dataset category ids are those of ``dataset_name``'s metadata.
+
+    Raises:
+        ValueError: the dataset has no annotations (nothing was evaluated), or no class has a
+        threshold (see :func:`thresholds_from_olrp`).
+    """
+    details = evaluator.olrp_details()
+    if details is None:
+        raise ValueError(f"dataset {dataset_name} has no annotations to evaluate")
+    metadata = MetadataCatalog.get(dataset_name)
+    id_map = metadata.get("thing_dataset_id_to_contiguous_id", None)
+    return thresholds_from_olrp(
+        details["bbox"]["per_class"],
+        metadata.thing_classes,
+        dataset_ids=sorted(id_map, key=id_map.get) if id_map else None,
+        source=source,
+    )
 
 
 def write_thresholds(path: str, document: Mapping) -> str:

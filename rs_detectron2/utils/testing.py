@@ -1,10 +1,14 @@
 """Test utilities of rs_detectron2, importable from the package (as Detectron2 keeps its own in
 ``detectron2.utils.testing``): the reference losses of :mod:`rs_detectron2.utils.reference`
-(re-exported here), tiny model inputs, an evaluation check and the worker functions of the
-multi-process tests.
+(re-exported here), tiny model inputs, an evaluation check, the worker functions of the
+multi-process tests and the runner of ``train_net.py`` that end-to-end tests share (tests never
+import each other or ``train_net``).
 """
 
+import json
 import os
+import subprocess
+import sys
 
 import torch
 import torch.distributed as dist
@@ -27,6 +31,7 @@ from .reference import (
 __all__ = [
     "EPS",
     "BATCH_OBJECTS",
+    "REPO",
     "PoolModel",
     "assert_zero_losses_still_in_graph",
     "batch",
@@ -40,9 +45,12 @@ __all__ = [
     "loss_snapshot",
     "model_snapshot",
     "named_init_",
+    "read_metrics",
     "reference_primary_terms",
     "reference_rank_sort",
+    "run_train_net",
     "step",
+    "train_net_cmd",
     "train_step",
 ]
 
@@ -357,3 +365,64 @@ def loss_snapshot() -> dict:
         out.update({f"alrp/{name}/cls": cls.detach(), f"alrp/{name}/loc": loc_loss.detach()})
         out.update({f"alrp/{name}/grad": x.grad, f"alrp/{name}/grad_loc": loc.grad})
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# train_net.py, run as a user runs it
+
+#: The source checkout this package is imported from: ``train_net.py`` and ``configs/`` are there
+#: (an installed wheel has neither).
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def train_net_cmd(config, output_dir, *overrides, flags=()):
+    """The command line of a CPU ``train_net.py`` run.
+
+    Args:
+        config: the config file, relative to :data:`REPO`.
+        output_dir: ``train.output_dir``.
+        overrides: more ``KEY=VALUE`` overrides, after ``train.device=cpu``.
+        flags: flags (e.g. ``--resume``), before ``--config-file``.
+    Returns:
+        list[str]: the command, run with this Python interpreter.
+    """
+    return [
+        sys.executable,
+        os.path.join(REPO, "train_net.py"),
+        *flags,
+        "--config-file",
+        os.path.join(REPO, config),
+        f"train.output_dir={output_dir}",
+        "train.device=cpu",
+        *overrides,
+    ]
+
+
+def run_train_net(config, output_dir, *overrides, flags=(), timeout=900, check=True):
+    """Run :func:`train_net_cmd` in a subprocess (in :data:`REPO`) to completion.
+
+    Args:
+        timeout: seconds before ``subprocess.TimeoutExpired``.
+        check: assert that it exited with 0 (the message holds the ends of its stdout and stderr).
+    Returns:
+        subprocess.CompletedProcess: with text ``stdout`` and ``stderr``.
+    """
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.run(
+        train_net_cmd(config, output_dir, *overrides, flags=flags),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc
+
+
+def read_metrics(output_dir):
+    """The records of ``output_dir/metrics.json`` (Detectron2's JSONWriter: one JSON object per
+    logged iteration and per evaluation), in order."""
+    with open(os.path.join(output_dir, "metrics.json")) as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -1,6 +1,6 @@
 """Reading and checking a COCO- or LVIS-format annotation file (the JSON only; the image files
-are decoded by :mod:`rs_detectron2.data.image_checks`, the geometry is checked by
-:mod:`rs_detectron2.data.geometry_checks`).
+are decoded by :mod:`rs_detectron2.data.lint.image_checks`, the geometry is checked by
+:mod:`rs_detectron2.data.lint.geometry_checks`).
 
 Format. A file is LVIS-format when a category has ``frequency`` or an image has
 ``neg_category_ids`` / ``not_exhaustive_category_ids``; otherwise COCO-format. Images are
@@ -16,8 +16,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional
 
+from ..sanitize import annotation_problem
 from .findings import ERROR, INFO, WARNING, Finding, examples
-from .sanitize import annotation_problem
 
 __all__ = [
     "UserDatasetError",
@@ -35,7 +35,7 @@ LVIS_IMAGE_KEYS = ("neg_category_ids", "not_exhaustive_category_ids")
 class UserDatasetError(ValueError):
     """A dataset given with ``--dataset`` (or to ``register_user_dataset``) cannot be used.
 
-    ``findings`` holds the :class:`~rs_detectron2.data.findings.Finding` objects behind the
+    ``findings`` holds the :class:`~rs_detectron2.data.lint.findings.Finding` objects behind the
     message, when there are any.
     """
 
@@ -461,7 +461,7 @@ def inspect_annotations(
         json_file, image_root: used for messages and to locate images.
         fmt: ``"coco"`` or ``"lvis"``; ``None`` detects it (:func:`detect_format`).
         check_images: check that every image file exists (decoding them is
-            :func:`~rs_detectron2.data.image_checks.check_image_files`).
+            :func:`~rs_detectron2.data.lint.image_checks.check_image_files`).
         dataset: the dataset name the findings carry.
 
     Returns:

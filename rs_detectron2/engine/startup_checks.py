@@ -1,14 +1,19 @@
-"""Start-up checks of train_net.py: what can be known to fail is reported before a model is built.
+"""Start-up checks of a training run: what can be known to fail is reported before a model is built.
 
-Each check raises :class:`ConfigError` (the command line or the config cannot work) or
-:class:`DataError` (the data cannot be trained on) with a message that says what to change:
+Each check raises :class:`ConfigError` (the command line or the config cannot work),
+:class:`DataError` (the data cannot be trained on) or :class:`StartError` (the run cannot start as
+asked: the device, an earlier run in the output folder) with a message that says what to change:
 
 * :func:`check_overrides`: ``KEY=VALUE`` overrides name keys that exist (or arguments the
-  configured callable accepts), with the nearest valid key suggested, and values whose type fits.
+  configured callable accepts), with the nearest valid key suggested, and values whose type fits;
+  :func:`load_checked_config` loads a config and applies overrides checked so.
+* :func:`check_device`: the config's device exists and can run what the config asks (AMP).
+* :func:`check_output_dir`: a fresh run does not start over the checkpoints of an earlier one.
 * :func:`check_datasets_registered` and :func:`check_class_count`: the training datasets exist and
   have as many classes as the model predicts (the message gives the override that fixes it).
 * :func:`mask_format_override`: RLE masks need ``instance_mask_format="bitmask"``.
-* :func:`check_data`: the data package's dataset check (annotations, images, geometry).
+* :func:`check_data`: the dataset linter (:mod:`rs_detectron2.data.lint`) on the training sets.
+* :func:`check_training_data`: the four above, in order, on a config's training datasets.
 * :func:`check_eval_weights`: ``--eval-only`` has weights to evaluate.
 
 :func:`ranking_pool_warning` is not an error: it says when the ranking losses rank a pool of another
@@ -19,34 +24,45 @@ how to read the report.
 """
 
 import ast
+import dataclasses
 import difflib
 import inspect
 import logging
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from detectron2.config import LazyConfig
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils.registry import locate
 
-from rs_detectron2.data import (
+from ..data import (
     MASK_FORMAT_KEY,
     ConfigFacts,
     check_dataset,
+    config_facts,
     format_findings,
     required_mask_format,
 )
-from rs_detectron2.losses import RankingLoss
+from ..losses import RankingLoss
+from .checkpoint import existing_checkpoint
 
 __all__ = [
     "ConfigError",
     "DataError",
+    "StartError",
+    "TrainingDataCheck",
     "check_class_count",
     "check_data",
     "check_datasets_registered",
+    "check_device",
     "check_eval_weights",
+    "check_output_dir",
     "check_overrides",
+    "check_training_data",
+    "load_checked_config",
     "mask_format_override",
     "parse_overrides",
     "ranking_pool_warning",
@@ -63,6 +79,11 @@ class ConfigError(ValueError):
 
 class DataError(ValueError):
     """Training data that cannot be trained on; the message names the file and the fix."""
+
+
+class StartError(RuntimeError):
+    """A run that cannot start as asked (the device, or an earlier run in the output folder); the
+    message says what to do instead."""
 
 
 def parse_overrides(overrides: Sequence[str]) -> List[Tuple[str, Any]]:
@@ -231,6 +252,55 @@ def check_overrides(cfg, overrides: Sequence[str]) -> None:
             )
 
 
+def load_checked_config(config_file: str, overrides: Sequence[str], check: bool = True):
+    """The LazyConfig of ``config_file`` with the ``KEY=VALUE`` ``overrides`` applied; with
+    ``check``, the overrides are first checked by :func:`check_overrides`.
+
+    Raises:
+        ConfigError: see :func:`check_overrides`.
+    """
+    cfg = LazyConfig.load(config_file)
+    if check:
+        check_overrides(cfg, overrides)
+    return LazyConfig.apply_overrides(cfg, list(overrides))
+
+
+def check_device(cfg) -> None:
+    """The config's ``train.device`` can run it: a CUDA device is visible when it is CUDA, and
+    ``train.amp.enabled`` (Detectron2's AMPTrainer) is only set on CUDA.
+
+    Raises:
+        StartError: saying which setting to change.
+    """
+    device = torch.device(cfg.train.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise StartError("train.device is cuda but no CUDA device is visible; use train.device=cpu")
+    if cfg.train.amp.enabled and device.type != "cuda":
+        raise StartError(
+            "train.amp.enabled=True needs a CUDA device (Detectron2's AMPTrainer); "
+            f"train.device is {cfg.train.device}. Drop the flag to train in float32."
+        )
+
+
+def check_output_dir(
+    output_dir: str, *, resume: bool = False, overwrite: bool = False, eval_only: bool = False
+) -> None:
+    """A fresh training run (none of ``resume``, ``overwrite``, ``eval_only``) does not start over
+    the checkpoints of an earlier run in ``output_dir``.
+
+    Raises:
+        StartError: naming the last checkpoint and the flags that continue or replace that run.
+    """
+    if eval_only or resume or overwrite:
+        return
+    found = existing_checkpoint(output_dir)
+    if found:
+        raise StartError(
+            f"{output_dir} already holds checkpoints (last: {found}). Pass --resume to "
+            "continue that run, --overwrite to start again over it, or another train.output_dir."
+        )
+
+
 def check_datasets_registered(names: Sequence[str]) -> None:
     """Raise :class:`ConfigError` for a dataset name Detectron2 does not know."""
     known = DatasetCatalog.list()
@@ -320,6 +390,37 @@ def check_data(facts: ConfigFacts, images: str, sample: int) -> str:
             "pass --skip-checks to start anyway)."
         )
     return format_findings(findings) if findings else ""
+
+
+class TrainingDataCheck(NamedTuple):
+    """What :func:`check_training_data` found that the run needs to know."""
+
+    mask_override: Optional[str]  # the override that RLE masks need (see mask_format_override)
+    report: str  # the warnings of the data check, "" when there is none
+
+
+def check_training_data(
+    config_file: str, overrides: Sequence[str], images: str = "sample", sample: int = 100
+) -> TrainingDataCheck:
+    """The checks of a config's training datasets, in order: registered
+    (:func:`check_datasets_registered`), as many classes as the model (:func:`check_class_count`),
+    the mask format their masks need (:func:`mask_format_override`) and the data itself
+    (:func:`check_data`, run with that mask format).
+
+    Args:
+        config_file, overrides: the LazyConfig and its ``KEY=VALUE`` overrides.
+        images, sample: how many images :func:`check_data` decodes.
+
+    Raises:
+        ConfigError, DataError: from the checks above.
+    """
+    facts = config_facts(config_file, overrides)
+    check_datasets_registered(facts.train_names)
+    check_class_count(facts)
+    fix = mask_format_override(facts)
+    if fix:
+        facts = dataclasses.replace(facts, mask_format="bitmask")
+    return TrainingDataCheck(fix, check_data(facts, images, sample))
 
 
 def check_eval_weights(path: str) -> None:

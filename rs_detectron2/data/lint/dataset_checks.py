@@ -1,10 +1,10 @@
 """Checking a registered dataset before a long run: the annotation file, the image files, the
 geometry, the loaded dicts, and the model's class count and mask format.
 
-:func:`check_dataset` returns :class:`~rs_detectron2.data.findings.Finding` objects and prints
+:func:`check_dataset` returns :class:`~rs_detectron2.data.lint.findings.Finding` objects and prints
 nothing; ``python -m rs_detectron2.data.check`` prints them with
-:func:`~rs_detectron2.data.findings.format_findings`. What is an error, a warning or a count is
-explained in :mod:`rs_detectron2.data.findings` and datasets/README.md.
+:func:`~rs_detectron2.data.lint.findings.format_findings`. What is an error, a warning or a count is
+explained in :mod:`rs_detectron2.data.lint.findings` and datasets/README.md.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from ..sanitize import sanitize_dataset_dicts
 from .annotations import (
     AnnotationReport,
     UserDatasetError,
@@ -25,7 +26,6 @@ from .annotations import (
 from .findings import ERROR, INFO, WARNING, Finding, examples
 from .geometry_checks import ImageRecord, check_geometry
 from .image_checks import check_image_files
-from .sanitize import sanitize_dataset_dicts
 
 __all__ = [
     "ConfigFacts",

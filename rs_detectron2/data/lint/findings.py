@@ -1,8 +1,9 @@
 """What a dataset check found, and the one place that prints it.
 
-Every check of :mod:`rs_detectron2.data` returns :class:`Finding` objects instead of printing or
-logging; :func:`format_findings` turns a list of them into the report that
-``python -m rs_detectron2.data.check`` prints (see datasets/README.md, "Checking a layout").
+Every check of the dataset linter (:mod:`rs_detectron2.data.lint`) returns :class:`Finding`
+objects instead of printing or logging; :func:`format_findings` turns a list of them into the
+report that ``python -m rs_detectron2.data.check`` prints (see datasets/README.md, "Checking a
+layout").
 
 Severities: ``"error"``: the data cannot be trained on, or training would silently learn from
 wrong targets (the check command exits with 1); ``"warning"``: the data is usable, but something is

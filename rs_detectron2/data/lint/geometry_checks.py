@@ -1,7 +1,7 @@
 """Geometry checks of annotations: boxes against the image, boxes against their own masks, masks
 of zero area and RLE masks of another size than the image.
 
-What is an error and what a warning (see :mod:`rs_detectron2.data.findings`):
+What is an error and what a warning (see :mod:`rs_detectron2.data.lint.findings`):
 
 * a box entirely outside its image (error): Detectron2 clips it to nothing and drops the object
   without a word; it usually means the coordinates or the image size are wrong;
@@ -23,8 +23,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..sanitize import annotation_problem
 from .findings import ERROR, WARNING, Finding, examples
-from .sanitize import annotation_problem
 
 __all__ = ["ImageRecord", "check_geometry"]
 

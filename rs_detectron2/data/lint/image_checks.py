@@ -1,7 +1,7 @@
 """Decoding the image files of a dataset, as training will (Detectron2's ``read_image``, which
 applies the EXIF orientation), and comparing their size with the annotation file's.
 
-Both findings are errors (see :mod:`rs_detectron2.data.findings`): an image that cannot be
+Both findings are errors (see :mod:`rs_detectron2.data.lint.findings`): an image that cannot be
 decoded (unreadable, truncated, not an image) stops training when it is first drawn, and an image
 whose decoded size differs from the declared ``height`` / ``width`` stops it with Detectron2's
 ``SizeMismatchError`` (or, where only the aspect matches, puts every box in the wrong place).
