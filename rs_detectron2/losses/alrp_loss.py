@@ -2,7 +2,7 @@
 Localisation in Object Detection", NeurIPS 2020): exact values, the identity-update gradient and the
 localisation component, no loop over positives; and its self-balancing head loss.
 
-Notation as in :mod:`rs_detectron2.losses.ranking_exact` (``rank+``, ``NFP``, ``rank``; binary
+Notation as in :mod:`rs_detectron2.losses.ap_loss` (``rank+``, ``NFP``, ``rank``; binary
 targets: every entry with a target ``> 0`` is a positive). ``l(k)`` is the localisation error of
 positive k (the head passes ``GIoU loss / (2 (1 - tau))``, in [0, 1] for tau = 0.5), and
 ``lbar(i) = sum_{k in P, k != i} H(s_k - s_i) l(k)``.
@@ -23,6 +23,7 @@ sort), ``loss_loc = mean_q (sum_{r <= q} l(r)) / rank(q)`` with the rank detache
 ``d loss_loc / d l(k) = (1 / |P|) sum_{q at or below k} 1 / rank(q)``.
 """
 
+import functools
 import math
 from typing import Dict, Optional
 
@@ -30,16 +31,10 @@ import torch
 import torch.distributed as dist
 
 from .balancing import balance_to
-from .pool import (
-    check_pool,
-    distributed_world_size,
-    gather_flat,
-    gather_pool,
-    own_gradient,
-    pool_group,
-)
-from .ranking import RankingLoss, autocast_off, check_delta, flat_inputs
-from .ranking_exact import negative_gradient, rank_positives, window_sums
+from .identity_update import ExactResult, identity_update
+from .pool import check_pool, distributed_world_size
+from .ranking import RankingLoss, check_delta, name_errors
+from .ranking_core import count_negatives, negative_gradient, rank_pool, window_sums, windows
 
 __all__ = ["alrp_loss", "ALRPLoss"]
 
@@ -48,80 +43,43 @@ __all__ = ["alrp_loss", "ALRPLoss"]
 _EPS = 1e-5
 
 
-def _check_alrp_delta(delta: float, name: str) -> float:
-    delta = check_delta(delta)
-    if delta == 0:
-        # The authors' smoothed step divides by 2 delta; there is no hard-step variant.
-        raise ValueError(f"{name}: delta must be > 0, got {delta}")
-    return delta
-
-
-def _alrp_exact(s: torch.Tensor, y: torch.Tensor, loc: torch.Tensor, delta: float):
-    """``(loss_cls, loss_loc, grad, grad_loc)`` for flat ``s``, ``y`` (n,) and ``loc`` (P,):
-    two 0-dim float64 losses, the identity-update gradient (n,) in the dtype of ``s`` and the
-    gradient of ``loss_loc`` w.r.t. ``loc`` (P,) in float64."""
-    zero = torch.zeros((), dtype=torch.float64, device=s.device)
-    empty_loc = torch.zeros(loc.shape, dtype=torch.float64, device=loc.device)
-    if s.numel() == 0:
-        if loc.numel():
-            raise ValueError(f"alrp_loss: loc_errors has {loc.numel()} entries but no positives")
-        return zero, zero.clone(), torch.zeros_like(s), empty_loc
-    ranked = rank_positives(s, y, delta, "alrp_loss", loc=loc)
-    if ranked is None:
-        return zero, zero.clone(), torch.zeros_like(s), empty_loc
-    num_pos = ranked.p.numel()
-    nfp = ranked.nfp
-    rank = ranked.rank_pos + nfp
-    # lbar: every positive's error weighted by H, minus the self term H(0) l(i) = l(i) / 2.
-    lbar = window_sums(ranked.p, ranked.loc, delta) - 0.5 * ranked.loc
+def _alrp_exact(s: torch.Tensor, y: torch.Tensor, loc: torch.Tensor, delta: float) -> ExactResult:
+    """``(loss_cls, loss_loc)`` (0-dim float64), the identity-update gradient (n,) for flat ``s``,
+    ``y`` and the gradient of ``loss_loc`` w.r.t. the flat ``loc`` (P,), float64."""
+    pool = rank_pool(s, y, delta, "alrp_loss", loc=loc, keep_order=True)
+    if pool is None:
+        zero = torch.zeros((), dtype=torch.float64, device=s.device)
+        no_loc = torch.zeros(loc.shape, dtype=torch.float64, device=loc.device)
+        return ExactResult((zero, zero.clone()), torch.zeros_like(s), no_loc)
+    p, order = pool.p, pool.order
+    num_pos = p.numel()
+    negatives = count_negatives(s, y, pool)
+    nfp = negatives.nfp
+    loc_sorted = loc.to(torch.float64).index_select(0, order)
+    bounds = windows(p, delta)
+    # rank+ = 1 + sum over k != i = 1/2 + sum over every k (the self term is H(0) = 1/2); lbar
+    # likewise drops the self term H(0) l(i) = l(i) / 2.
+    rank = 0.5 + window_sums(p, torch.ones_like(p), delta, bounds) + nfp
+    lbar = window_sums(p, loc_sorted, delta, bounds) - 0.5 * loc_sorted
     has_fp = nfp > _EPS
     error = torch.where(has_fp, (nfp + lbar) / rank, 0.0)
     weights = torch.where(has_fp, error / torch.where(has_fp, nfp, 1.0), 0.0)
-    grad = negative_gradient(ranked, weights, s, y)
-    grad[ranked.idx] = (-error / num_pos).to(grad.dtype)
     loss_cls = (nfp / rank).mean()
+    del nfp, lbar, has_fp
+    grad = negative_gradient(s, y, pool, negatives, weights)
+    grad[pool.idx] = (-error / num_pos).to(grad.dtype)
 
-    # Localisation component, in the flat positive order of ``loc``.
-    rank_flat = torch.empty_like(rank).index_put_((ranked.order,), rank)
-    s_pos = torch.empty_like(ranked.p).index_put_((ranked.order,), ranked.p)
-    desc = s_pos.sort(descending=True, stable=True).indices
+    # Localisation component, in the flat positive order of ``loc``: by descending logit, ties by
+    # flat index, with the rank detached.
+    rank_flat = torch.empty_like(rank).index_put_((order,), rank)
+    s_flat = torch.empty_like(p).index_put_((order,), p)
+    desc = s_flat.sort(descending=True, stable=True).indices
     inv_rank = 1.0 / rank_flat[desc]
     loss_loc = (loc.to(torch.float64)[desc].cumsum(0) * inv_rank).mean()
     grad_loc = torch.empty_like(inv_rank).index_put_(
         (desc,), inv_rank.flip(0).cumsum(0).flip(0) / num_pos
     )
-    return loss_cls, loss_loc, grad, grad_loc
-
-
-class _ALRPFunction(torch.autograd.Function):
-    """(loss_cls, loss_loc) of one ranking pool. Backward: the saved identity-update gradient
-    times the upstream gradient of loss_cls for the logits, the localisation component's gradient
-    times that of loss_loc for the localisation errors. ``group`` None ranks this process's
-    entries; a process group ranks the entries (and positives' errors) of all its processes."""
-
-    @staticmethod
-    def forward(ctx, logits, targets, loc_errors, delta, group):
-        with autocast_off(logits.device.type):
-            s, y, out_dtype = flat_inputs(logits, targets, "alrp_loss")
-            loc = loc_errors.detach().reshape(-1)
-            if group is None:
-                loss_cls, loss_loc, grad, grad_loc = _alrp_exact(s, y, loc, delta)
-            else:
-                full_s, full_y, sizes = gather_pool(s, y, group)
-                full_loc, loc_sizes = gather_flat(loc, group)
-                loss_cls, loss_loc, grad, grad_loc = _alrp_exact(full_s, full_y, full_loc, delta)
-                grad = own_gradient(grad, sizes, group)
-                grad_loc = own_gradient(grad_loc, loc_sizes, group)
-        ctx.save_for_backward(
-            grad.view(logits.shape), grad_loc.to(loc_errors.dtype).view(loc_errors.shape)
-        )
-        loc_dtype = torch.promote_types(loc_errors.dtype, torch.float32)
-        return loss_cls.to(out_dtype), loss_loc.to(loc_dtype)
-
-    @staticmethod
-    def backward(ctx, grad_cls, grad_loc_out):
-        grad, grad_loc = ctx.saved_tensors
-        return grad * grad_cls, None, grad_loc * grad_loc_out, None, None
+    return ExactResult((loss_cls, loss_loc), grad, grad_loc)
 
 
 def alrp_loss(
@@ -163,10 +121,12 @@ def alrp_loss(
             positives, a delta that is not finite and > 0, targets that are NaN or above 1, or an
             unknown ``pool``.
     """
-    delta = _check_alrp_delta(delta, "alrp_loss")
+    exact = functools.partial(_alrp_exact, delta=check_delta(delta, "alrp_loss", positive=True))
     if not loc_errors.is_floating_point():
         raise TypeError(f"alrp_loss: loc_errors must be floating point, got {loc_errors.dtype}")
-    return _ALRPFunction.apply(logits, targets, loc_errors, delta, pool_group(pool, group))
+    return identity_update(
+        exact, logits, targets, loc_errors, name="alrp_loss", pool=pool, group=group
+    )
 
 
 class ALRPLoss(RankingLoss):
@@ -213,7 +173,7 @@ class ALRPLoss(RankingLoss):
         sync: bool = True,
     ):
         super().__init__()
-        self.delta = _check_alrp_delta(delta, "ALRPLoss")
+        self.delta = check_delta(delta, "ALRPLoss", positive=True)
         self.tau = float(tau)
         if not 0 <= self.tau < 1:
             raise ValueError(f"ALRPLoss: tau must be in [0, 1), got {tau}")
@@ -245,10 +205,8 @@ class ALRPLoss(RankingLoss):
         localisation errors are ``loc_losses / (2 (1 - tau))``; ``loc_weights`` and ``loc_name``
         are not used (aLRP weights localisation by rank, in one loss)."""
         loc_errors = loc_losses.float() / (2 * (1 - self.tau))
-        try:
+        with name_errors(f"{prefix}_alrp_cls"):
             loss_cls, loss_loc = self(logits, targets, loc_errors)
-        except FloatingPointError as e:  # name the head whose inputs went bad
-            raise FloatingPointError(f"{prefix}_alrp_cls: {e}") from e
         if self.training:
             self._update_weight(loss_cls, loss_loc)
         return {
