@@ -24,17 +24,22 @@ sort), ``loss_loc = mean_q (sum_{r <= q} l(r)) / rank(q)`` with the rank detache
 """
 
 import functools
-import math
 from typing import Dict, Optional
 
 import torch
-import torch.distributed as dist
 
-from .balancing import balance_to
+from .balancing import EpochSelfBalance, balance_to
 from .identity_update import ExactResult, identity_update
-from .pool import check_pool, distributed_world_size
+from .pool import check_pool
 from .ranking import RankingLoss, check_delta, name_errors
-from .ranking_core import count_negatives, negative_gradient, rank_pool, window_sums, windows
+from .ranking_core import (
+    count_negatives,
+    gap_coefficients,
+    negative_gradient,
+    rank_pool,
+    window_sums,
+    windows,
+)
 
 __all__ = ["alrp_loss", "ALRPLoss"]
 
@@ -66,7 +71,9 @@ def _alrp_exact(s: torch.Tensor, y: torch.Tensor, loc: torch.Tensor, delta: floa
     weights = torch.where(has_fp, error / torch.where(has_fp, nfp, 1.0), 0.0)
     loss_cls = (nfp / rank).mean()
     del nfp, lbar, has_fp
-    grad = negative_gradient(s, y, pool, negatives, weights)
+    coefficients = gap_coefficients(pool, negatives, weights)
+    del weights
+    grad = negative_gradient(s, y, pool, negatives, coefficients)
     grad[pool.idx] = (-error / num_pos).to(grad.dtype)
 
     # Localisation component, in the flat positive order of ``loc``: by descending logit, ties by
@@ -129,27 +136,22 @@ def alrp_loss(
     )
 
 
-class ALRPLoss(RankingLoss):
+class ALRPLoss(RankingLoss, EpochSelfBalance):
     """aLRP Loss as the ranking loss of a detection head, with its self-balance (SB).
 
     :meth:`head_losses` takes the localisation errors of the positives as ``loss / (2 (1 - tau))``
     of their localisation losses (GIoU of boxes, Dice of masks) and returns ``{prefix}_alrp_cls``
     and ``{prefix}_alrp_loc``, the latter already multiplied by the SB weight ``w`` (the paper's
-    self-balance). ``w`` starts at ``init_weight``; after every ``period`` training calls it becomes
-    ``(mean loss_cls + mean loss_loc) / mean loss_loc`` over that period's values (unchanged if the
-    mean localisation loss is 0 or not finite). Set ``period`` to the epoch length in iterations
-    (the authors: 7,330 = ceil(117,266 COCO train images / 16)); one object per head, called once
-    per iteration.
+    self-balance, :class:`~rs_detectron2.losses.balancing.EpochSelfBalance`: updated after every
+    ``period`` training calls). Set ``period`` to the epoch length in iterations (the authors:
+    7,330 = ceil(117,266 COCO train images / 16)); one object per head, called once per iteration.
 
-    The weight (``balance_weight``), the running sums (``sum_cls``, ``sum_loc``), the call count
-    (``count``) and ``period`` are persistent buffers: they are saved in checkpoints and survive a
-    resume (the authors' Python attributes reset to 50; a checkpoint's ``period`` also wins over
-    the argument). Only training mode updates them. With ``sync`` and ``torch.distributed``
-    initialised, the sums are all-reduced over ``group`` at the period boundary, so every process
-    gets the same ``w`` (the authors keep it per process); every process must then call the loss
-    the same number of times.
-    Wrap the model in DDP with ``broadcast_buffers=False`` (the Detectron2 default of
-    ``create_ddp_model`` in the configs' ``train.ddp``) so that each process keeps its own sums.
+    The SB state is kept in persistent buffers (``balance_weight``, ``sum_cls``, ``sum_loc``,
+    ``count``, ``period``), so it survives a resume (the authors' Python attributes reset to 50).
+    Only training mode updates them. With ``sync``, every process gets the same ``w`` (the authors
+    keep it per process). Wrap the model in DDP with ``broadcast_buffers=False`` (the Detectron2
+    default of ``create_ddp_model`` in the configs' ``train.ddp``) so that each process keeps its
+    own sums.
 
     Args:
         delta: half-width of the smoothed step (1.0 in the paper).
@@ -172,29 +174,12 @@ class ALRPLoss(RankingLoss):
         group: Optional[object] = None,
         sync: bool = True,
     ):
-        super().__init__()
+        super().__init__(period=period, init_weight=init_weight, group=group, sync=sync)
         self.delta = check_delta(delta, "ALRPLoss", positive=True)
         self.tau = float(tau)
         if not 0 <= self.tau < 1:
             raise ValueError(f"ALRPLoss: tau must be in [0, 1), got {tau}")
-        if int(period) != period or period < 1:
-            raise ValueError(f"ALRPLoss: period must be a positive integer, got {period}")
-        if not (math.isfinite(init_weight) and init_weight > 0):
-            raise ValueError(f"ALRPLoss: init_weight must be finite and > 0, got {init_weight}")
         self.pool = check_pool(pool)
-        self.group = group
-        self.sync = bool(sync)
-        f64 = torch.float64
-        self.register_buffer("balance_weight", torch.tensor(float(init_weight), dtype=f64))
-        self.register_buffer("sum_cls", torch.zeros((), dtype=f64))
-        self.register_buffer("sum_loc", torch.zeros((), dtype=f64))
-        self.register_buffer("count", torch.zeros((), dtype=torch.int64))
-        self.register_buffer("period", torch.tensor(int(period), dtype=torch.int64))
-        # Host copies of count and period, read from the buffers once (one host sync after
-        # construction or loading), so that the period boundary costs no sync per call.
-        self._host_count: Optional[int] = None
-        self._host_period: Optional[int] = None
-        self.register_load_state_dict_post_hook(_forget_host_counts)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor, loc_errors: torch.Tensor):
         return alrp_loss(logits, targets, loc_errors, self.delta, pool=self.pool, group=self.group)
@@ -208,37 +193,11 @@ class ALRPLoss(RankingLoss):
         with name_errors(f"{prefix}_alrp_cls"):
             loss_cls, loss_loc = self(logits, targets, loc_errors)
         if self.training:
-            self._update_weight(loss_cls, loss_loc)
+            self.update_balance(loss_cls, loss_loc)
         return {
             f"{prefix}_alrp_cls": loss_cls,
             f"{prefix}_alrp_loc": loss_loc * self.balance_weight.to(loss_loc.dtype),
         }
-
-    @torch.no_grad()
-    def _update_weight(self, loss_cls: torch.Tensor, loss_loc: torch.Tensor) -> None:
-        """Accumulate this call's values; at the end of a period, set the SB weight."""
-        if self._host_count is None or self._host_period is None:
-            self._host_count, self._host_period = (int(v) for v in self._counts().tolist())
-        self.sum_cls += loss_cls.detach().to(self.sum_cls.device, torch.float64)
-        self.sum_loc += loss_loc.detach().to(self.sum_loc.device, torch.float64)
-        self.count += 1
-        self._host_count += 1
-        if self._host_count < self._host_period:
-            return
-        sums = torch.stack([self.sum_cls, self.sum_loc])
-        if self.sync and distributed_world_size(self.group) > 1:
-            dist.all_reduce(sums, group=self.group)
-        # (mean cls + mean loc) / mean loc; every process has the same count, so sums suffice.
-        new = (sums[0] + sums[1]) / sums[1]
-        usable = torch.isfinite(new) & (sums[1] > 0)
-        self.balance_weight.copy_(torch.where(usable, new, self.balance_weight))
-        self.sum_cls.zero_()
-        self.sum_loc.zero_()
-        self.count.zero_()
-        self._host_count = 0
-
-    def _counts(self) -> torch.Tensor:
-        return torch.stack([self.count, self.period])
 
     def balance_auxiliary(
         self, loss: torch.Tensor, head_losses: Dict[str, torch.Tensor]
@@ -261,9 +220,3 @@ class ALRPLoss(RankingLoss):
             f"delta={self.delta}, tau={self.tau}, pool={self.pool!r}, sync={self.sync}, "
             f"weight={float(self.balance_weight):.4g}, period={int(self.period)}"
         )
-
-
-def _forget_host_counts(module: ALRPLoss, incompatible_keys) -> None:
-    """After load_state_dict the buffers may hold another count/period: re-read them."""
-    module._host_count = None
-    module._host_period = None

@@ -30,7 +30,13 @@ from .box_losses import weighted_mean
 from .identity_update import ExactResult, identity_update
 from .pool import check_pool
 from .ranking import RankingLoss, check_delta, name_errors
-from .ranking_core import count_negatives, negative_gradient, rank_pool, window_sums
+from .ranking_core import (
+    count_negatives,
+    gap_coefficients,
+    negative_gradient,
+    rank_pool,
+    window_sums,
+)
 
 __all__ = ["ap_loss", "APLoss"]
 
@@ -50,7 +56,10 @@ def _ap_exact(s: torch.Tensor, y: torch.Tensor, delta: float) -> ExactResult:
     error = 1.0 - (rank_pos / (rank_pos + nfp)).cummax(0).values
     has_fp = (negatives.num_fp > 0) & (nfp > 0)
     weights = torch.where(has_fp, error / torch.where(has_fp, nfp, 1.0), 0.0)
-    grad = negative_gradient(s, y, pool, negatives, weights)
+    del nfp, has_fp
+    coefficients = gap_coefficients(pool, negatives, weights)
+    del weights
+    grad = negative_gradient(s, y, pool, negatives, coefficients)
     grad[pool.idx] = (-error / error.numel()).to(grad.dtype)
     return ExactResult((error.mean(),), grad)
 

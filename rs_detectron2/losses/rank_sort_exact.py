@@ -19,7 +19,7 @@ O(P^2) or O(P log P) for the pairs, one host synchronisation per call, no loop o
 import torch
 
 from .positive_pairs import EPS, PAIR_METHODS, positive_pairs
-from .ranking_core import count_negatives, negative_gradient, rank_pool
+from .ranking_core import count_negatives, gap_coefficients, negative_gradient, rank_pool
 
 __all__ = ["rank_sort_exact"]
 
@@ -62,7 +62,9 @@ def rank_sort_exact(s: torch.Tensor, y: torch.Tensor, delta: float, *, pairs: st
     weights = rank.reciprocal_().masked_fill_(~has_fp, 0.0)
     g_pos = pair.g_sort.sub_(l_rank.masked_fill_(~has_fp, 0.0)).div_(nfp.numel())
     del pair, rank, l_rank, has_fp, nfp
-    grad = negative_gradient(s, y, pool, negatives, weights)
+    coefficients = gap_coefficients(pool, negatives, weights)
     del weights
+    grad = negative_gradient(s, y, pool, negatives, coefficients)
+    del coefficients
     grad[pool.idx] = g_pos.to(grad.dtype)
     return loss_rank, loss_sort, grad

@@ -39,11 +39,13 @@ from typing import Iterator, NamedTuple, Optional, Tuple, Union
 import torch
 
 __all__ = [
+    "GapCoefficients",
     "NegativeSums",
     "RankingPool",
     "Walk",
     "count_negatives",
     "exclusive_cumsum",
+    "gap_coefficients",
     "negative_gradient",
     "rank_pool",
     "step",
@@ -229,14 +231,14 @@ def rank_pool(
 class NegativeSums:
     """What the walk over the negatives found; (P,) tensors in the pool's logit order.
 
-    It serves one :func:`negative_gradient`, which releases its tensors (sets them to None) as soon
-    as it can, so that they do not live next to the gradient it allocates.
+    It serves one gradient (:func:`gap_coefficients`, then :func:`negative_gradient`), which
+    releases its tensors (sets them to None) as soon as it can, so that they do not live next to
+    the gradient.
     """
 
     nfp: Optional[torch.Tensor]  # (P,) float64: NFP(i)
-    num_fp: Optional[
-        torch.Tensor
-    ]  # (P,) integer: the exact count of negatives with H(s_j - s_i) > 0
+    # (P,) integer: the exact count of negatives with H(s_j - s_i) > 0
+    num_fp: Optional[torch.Tensor]
     gap_of: Optional[torch.Tensor]  # (walk.total,) int16 or int32: the gap of every walked entry
     lo: Optional[torch.Tensor]  # (2P + 1,) int32 per gap: H = 1 for the positives [0, lo)
     hi: Optional[torch.Tensor]  # (2P + 1,) int32 per gap: H linear for [lo, hi), 0 from hi on
@@ -333,8 +335,7 @@ def count_negatives(s: torch.Tensor, y: torch.Tensor, pool: RankingPool) -> Nega
 
 
 def _negative_coefficients(w, p, lo, hi, delta: float):
-    """Per gap ``t``: ``alpha[t] + beta[t] * s_j`` is ``(1 / P) sum_i w_i H(s_j - s_i)`` for a
-    negative ``j`` in gap ``t`` (``s_j`` centred like ``p``).
+    """``(alpha, beta)`` of :class:`GapCoefficients` for weights ``w`` and sorted positives ``p``.
 
     With prefix sums W of w and WS of w * s over the sorted positives, the positives [0, lo) give
     W[lo] and the window [lo, hi) gives ((s_j + delta) (W[hi] - W[lo]) - (WS[hi] - WS[lo])) / 2
@@ -367,30 +368,58 @@ def _negative_coefficients(w, p, lo, hi, delta: float):
     return alpha.div_(num_pos), beta
 
 
+class GapCoefficients(NamedTuple):
+    """Per gap ``t`` between the window edges, the gradient of a negative in it is
+    ``alpha[t] + beta[t] * (s_j - centre)``."""
+
+    alpha: torch.Tensor  # (2P + 1,) float64 (P + 1 for delta = 0)
+    beta: Optional[torch.Tensor]  # (2P + 1,) float64; None for delta = 0 (H is constant per gap)
+
+
+def gap_coefficients(
+    pool: RankingPool, negatives: NegativeSums, weights: torch.Tensor
+) -> GapCoefficients:
+    """The negatives' identity-update gradient ``g_j = (1 / P) sum_i weights_i H(s_j - s_i)`` as
+    an affine function of ``s_j`` per gap (from prefix sums of the weights).
+
+    Args:
+        pool: from :func:`rank_pool`.
+        negatives: from :func:`count_negatives` on the same pool; all its tensors but the gap
+            of every walked entry are released.
+        weights: (P,) float64 per-positive weights, in the pool's logit order.
+    Returns:
+        :class:`GapCoefficients` for :func:`negative_gradient`.
+    """
+    if negatives.lo is None:
+        raise RuntimeError("gap_coefficients: these NegativeSums have served a gradient already")
+    lo, hi = negatives.lo, negatives.hi
+    negatives.nfp = negatives.num_fp = negatives.lo = negatives.hi = None
+    return GapCoefficients(*_negative_coefficients(weights, pool.p, lo, hi, pool.delta))
+
+
 def negative_gradient(
     s: torch.Tensor,
     y: torch.Tensor,
     pool: RankingPool,
     negatives: NegativeSums,
-    weights: torch.Tensor,
+    coefficients: GapCoefficients,
 ) -> torch.Tensor:
-    """The negatives' identity-update gradient, ``g_j = (1 / P) sum_i weights_i H(s_j - s_i)``.
+    """The identity-update gradient of every entry of the pool but its positives.
 
     Args:
         s, y: the flat (n,) logits and targets of ``pool``.
         pool: from :func:`rank_pool`.
-        negatives: from :func:`count_negatives` on the same pool; its tensors are released.
-        weights: (P,) float64 per-positive weights, in the pool's logit order.
+        negatives: from :func:`count_negatives` on the same pool; its gaps are released.
+        coefficients: from :func:`gap_coefficients` (whose weights the caller may drop first).
     Returns:
         (n,) gradient in the dtype of ``s``: ``g_j`` on the relevant negatives, 0 on every other
         entry (the caller writes the positives' own gradients).
     """
     if negatives.gap_of is None:
         raise RuntimeError("negative_gradient: these NegativeSums have served a gradient already")
-    lo, hi, gap_of = negatives.lo, negatives.hi, negatives.gap_of
-    negatives.nfp = negatives.num_fp = negatives.lo = negatives.hi = negatives.gap_of = None
-    alpha, beta = _negative_coefficients(weights, pool.p, lo, hi, pool.delta)
-    del lo, hi
+    gap_of = negatives.gap_of
+    negatives.gap_of = None
+    alpha, beta = coefficients
     # The flat walk writes every entry; the compacted one only the candidates.
     grad = torch.empty_like(s) if pool.walk.flat else torch.zeros_like(s)
     for idx, where in pool.walk.chunks():
@@ -443,8 +472,11 @@ def window_sums(
     cum = exclusive_cumsum(weights)
     if delta == 0:
         return cum[-1] - cum.index_select(0, lo)
-    out = cum[-1] - cum.index_select(0, hi)  # H = 1
-    in_window = cum.index_select(0, hi) - cum.index_select(0, lo)
+    # In place where possible: the tree pass calls this with many (P,) arrays alive.
+    upper = cum.index_select(0, hi)
+    out = cum[-1] - upper  # H = 1
+    in_window = upper.sub_(cum.index_select(0, lo)).mul_(p - delta)
     cum = exclusive_cumsum(weights * p)
-    win_wp = cum.index_select(0, hi) - cum.index_select(0, lo)
-    return out.add_((win_wp - in_window * (p - delta)) * (0.5 / delta))
+    win_wp = cum.index_select(0, hi).sub_(cum.index_select(0, lo))
+    del cum
+    return out.add_(win_wp.sub_(in_window).mul_(0.5 / delta))
