@@ -19,17 +19,20 @@ How. Only the relevant negatives, ``s_j >= min_i s_i - delta``, have H > 0 for s
 dropping the others is exact. The positives are sorted by logit once; their window edges
 ``s_i +- delta`` cut the line into 2P + 1 gaps, and a negative in gap t has H = 1 for the positives
 ``[0, lo_t)``, H linear in ``s_j`` for ``[lo_t, hi_t)`` and H = 0 from ``hi_t`` on. Each relevant
-negative is located once with a binary search; per gap, its count and logit sum are accumulated and
-spread to the positives with suffix sums and difference arrays (NFP), and its gradient is an affine
-function of ``s_j`` per gap, built from prefix sums of ``w`` and ``w s``. That is O((N + P) log P)
-time; with delta = 0 the edges are the logits themselves.
+negative is located once with a binary search (:func:`count_negatives`); per gap, its count and
+logit sum are accumulated and spread to the positives with difference arrays (NFP), and its
+gradient is an affine function of ``s_j`` per gap (:func:`gap_coefficients`), built from prefix
+sums of ``w`` and ``w s`` and written in a second walk (:func:`negative_gradient`). That is
+O((N + P) log P) time; with delta = 0 the edges are the logits themselves.
 
 Numerics. All sums are in float64 around a centred logit (the median positive), so the result
-does not depend on where the logits sit; counts are integers, so ``NFP(i) > 0`` can be decided
-exactly. There is exactly one device-to-host synchronisation per call (the counts and the input
-checks, read together) and no boolean-mask indexing (it would synchronise on CUDA). When most
-entries are candidates the flat input is walked in contiguous chunks, otherwise the candidates are
-compacted once; the chunks' temporaries stay far below the input's size.
+does not depend on where the logits sit; NFP's sums run from the top down, so the rounding of a
+small NFP(i) (a large AP or aLRP weight 1 / NFP(i)) grows with the negatives above i only; counts
+are integers, so ``NFP(i) > 0`` can be decided exactly. There is exactly one device-to-host
+synchronisation per call (the counts and the input checks, read together) and no boolean-mask
+indexing (it would synchronise on CUDA). When most entries are candidates the flat input is walked
+in contiguous chunks, otherwise the candidates are compacted once; the chunks' temporaries stay far
+below the input's size.
 """
 
 import dataclasses
