@@ -96,6 +96,10 @@ class Walk(NamedTuple):
             where = slice(start, start + self.block)
             yield (where if self.flat else self.idx[where]), where
 
+    def take(self, x: torch.Tensor, entries: Union[slice, torch.Tensor]) -> torch.Tensor:
+        """``x[entries]`` of a chunk: a view for the flat walk, a gather otherwise."""
+        return x[entries] if self.flat else x.index_select(0, entries)
+
 
 class RankingPool(NamedTuple):
     """The positives of one flat ranking pool sorted by logit, and how to walk its candidates.
@@ -301,8 +305,8 @@ def count_negatives(s: torch.Tensor, y: torch.Tensor, pool: RankingPool) -> Nega
     gap_cnt = torch.zeros(num_gaps, dtype=count_dtype, device=s.device)
     gap_sum = torch.zeros(num_gaps, dtype=torch.float64, device=s.device) if delta > 0 else None
     for idx, where in walk.chunks():
-        s_chunk = s[idx]
-        is_rel = _relevant(s_chunk, y[idx], pool)
+        s_chunk = walk.take(s, idx)
+        is_rel = _relevant(s_chunk, walk.take(y, idx), pool)
         s_neg = s_chunk.to(torch.float64) - pool.centre  # a new tensor: updated in place below
         gap = torch.searchsorted(edges, s_neg, side=side, out_int32=True)
         gap_of[where] = gap
@@ -427,8 +431,8 @@ def negative_gradient(
     grad = torch.empty_like(s) if pool.walk.flat else torch.zeros_like(s)
     for idx, where in pool.walk.chunks():
         gap = gap_of[where].to(torch.int32)
-        s_chunk = s[idx]
-        is_rel = _relevant(s_chunk, y[idx], pool)
+        s_chunk = pool.walk.take(s, idx)
+        is_rel = _relevant(s_chunk, pool.walk.take(y, idx), pool)
         g_neg = alpha.index_select(0, gap)
         if beta is not None:
             g_neg += beta.index_select(0, gap) * (s_chunk.to(torch.float64) - pool.centre)
