@@ -35,6 +35,7 @@ Scale table and target rows (``--tables scale,targets``)
 Usage
     python benchmarks/bench_rank_sort.py [--device auto|cpu|cuda] [--quick] [--cases SUBSTR[,..]]
                                          [--markdown] [--system-malloc] [--loop-budget S]
+                                         [--threads T]
                                          [--tables main,scale,targets] [--crossover]
 """
 
@@ -489,6 +490,13 @@ def parse_args(argv=None):
     parser.add_argument(
         "--loop-budget", type=float, default=60.0, help="seconds the authors' loop may take"
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's; 1 on a loaded machine, where OpenMP's "
+        "spin-waiting otherwise measures the neighbours)",
+    )
     return parser.parse_args(argv)
 
 
@@ -499,6 +507,8 @@ def main(argv=None):
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda: CUDA is not available")
     device = torch.device(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     fast_reps, ref_reps = (5, 3) if args.quick else (7, 3)
     cases = H.select(H.standard_cases(args.quick), args.cases)
 
