@@ -1,4 +1,6 @@
-"""Tests of the two positive-positive passes of ``rs_detectron2.losses.rank_sort_exact``.
+"""Tests of ``rs_detectron2.losses.rank_sort_exact``: its two positive-positive passes
+(``rs_detectron2.losses.positive_pairs``) and the walk over the negatives
+(``rs_detectron2.losses.ranking_core``).
 
 The dense pass (P x P row chunks) and the quality-tree pass (O(P log P)) must give the values and
 gradients of the loop oracle (``rs_detectron2.utils.reference``) and of each other, on cases with
@@ -22,8 +24,10 @@ from rs_detectron2.utils.reference import reference_rank_sort
 from rs_detectron2.utils.testing import draw_qualities
 
 F64 = torch.float64
-# The module itself (its name is also that of its function): its constants are patched below.
+# The modules themselves (one's name is also that of its function): their constants are patched.
 exact_module = importlib.import_module("rs_detectron2.losses.rank_sort_exact")
+pairs_module = importlib.import_module("rs_detectron2.losses.positive_pairs")
+core_module = importlib.import_module("rs_detectron2.losses.ranking_core")
 
 
 def make_case(seed, n, num_pos, *, logits="normal", targets="cont", num_ign=0, trained=False):
@@ -103,8 +107,8 @@ def test_tree_matches_loop_reference(seed, n, num_pos, delta, kwargs):
 def test_deep_tree_with_small_leaves_matches_loop_reference(monkeypatch, leaf_level, delta):
     """Leaves of 1, 2 and 8 quality positions: every tree level and the leaf sums are exercised
     on a few hundred positives with ties in both logits and targets."""
-    monkeypatch.setattr(exact_module, "_LEAF_LEVEL", leaf_level)
-    monkeypatch.setattr(exact_module, "_WIDE_LEAF_MAX_POS", 0)
+    monkeypatch.setattr(pairs_module, "_LEAF_LEVEL", leaf_level)
+    monkeypatch.setattr(pairs_module, "_WIDE_LEAF_MAX_POS", 0)
     s, y = make_case(20 + leaf_level, 900, 300, logits="ties", targets="quant", num_ign=50)
     expected = reference_rank_sort(s, y, delta)
     assert_close(rank_sort_exact(s, y, delta, pairs="tree"), expected, rtol=1e-9)
@@ -160,8 +164,8 @@ def test_tree_leaf_chunks_do_not_change_the_result(delta):
     pos = y > 0
     p, order = s[pos].sort()
     targets = y[pos][order]
-    small = exact_module._positive_pairs(p, targets, delta, "tree")
-    large = exact_module._positive_pairs(p, targets, delta, "tree", budget=40 << 20)
+    small = pairs_module.positive_pairs(p, targets, delta, "tree")
+    large = pairs_module.positive_pairs(p, targets, delta, "tree", budget=40 << 20)
     for a, b in zip(small, large):
         assert torch.equal(a, b)
 
@@ -179,7 +183,7 @@ def test_equal_qualities_give_exactly_zero_sorting_terms():
 
 def test_automatic_choice_and_bad_method():
     """ "auto" uses the dense pass for few positives and the tree for many; both equal it."""
-    crossover = exact_module._TREE_MIN_POS["cpu"]
+    crossover = pairs_module._TREE_MIN_POS["cpu"]
     few = make_case(43, 2 * crossover, crossover - 1, num_ign=100)
     many = make_case(44, 4 * crossover, crossover + 1, num_ign=100)
     for (s, y), same_as in ((few, "dense"), (many, "tree")):
@@ -199,16 +203,16 @@ def test_flat_and_compacted_walks_match_loop_reference(pairs, monkeypatch):
     """A trained-like input (few relevant negatives: the compacted walk) and the same input with
     most negatives lifted into the positives' range (the flat walk), each against the oracle. The
     chunk size is lowered so that both walks span several chunks."""
-    monkeypatch.setattr(exact_module, "_NEG_BLOCK", 1000)
+    monkeypatch.setattr(core_module, "_NEG_BLOCK", 1000)
     walks = []
-    original = exact_module._positives_and_walk
+    original = exact_module.rank_pool
 
-    def recording(*args):
-        pos, walk = original(*args)
-        walks.append(walk.flat)
-        return pos, walk
+    def recording(*args, **kwargs):
+        pool = original(*args, **kwargs)
+        walks.append(pool.walk.flat)
+        return pool
 
-    monkeypatch.setattr(exact_module, "_positives_and_walk", recording)
+    monkeypatch.setattr(exact_module, "rank_pool", recording)
     s, y = make_case(50, 12000, 1500, trained=True, num_ign=600)
     s_flat = s.clone()
     lifted = (y == 0) & (torch.arange(s.numel()) % 4 != 0)
@@ -222,14 +226,14 @@ def test_flat_and_compacted_walks_match_loop_reference(pairs, monkeypatch):
 def test_masked_minimum_in_chunks(monkeypatch):
     """The positives' minimum logit, taken in chunks: any chunk may hold it, the last one may be
     partial, and an empty mask gives +inf."""
-    monkeypatch.setattr(exact_module, "_NEG_BLOCK", 1000)
+    monkeypatch.setattr(core_module, "_NEG_BLOCK", 1000)
     g = torch.Generator().manual_seed(61)
     s = torch.randn(4500, generator=g)
     for where in ([4499], [0, 2500], [999, 1000, 4000]):
         mask = torch.zeros(4500, dtype=torch.bool)
         mask[where] = True
-        assert exact_module._masked_min(s, mask).item() == s[mask].min().item()
-    assert exact_module._masked_min(s, torch.zeros_like(s, dtype=torch.bool)).item() == math.inf
+        assert core_module._masked_min(s, mask).item() == s[mask].min().item()
+    assert core_module._masked_min(s, torch.zeros_like(s, dtype=torch.bool)).item() == math.inf
 
 
 @pytest.mark.parametrize("pairs", ["dense", "tree"])
@@ -326,16 +330,16 @@ def test_dense_pass_on_a_small_input_loops_over_few_chunks(monkeypatch):
     """Mostly positives in a small input: the memory budget alone would give one row per chunk;
     the pass still takes at most _DENSE_MAX_CHUNKS chunks (one sorting-error call each)."""
     calls = []
-    original = exact_module._sorting_error
+    original = pairs_module._sorting_error
 
     def counting(*args):
         calls.append(1)
         return original(*args)
 
-    monkeypatch.setattr(exact_module, "_sorting_error", counting)
+    monkeypatch.setattr(pairs_module, "_sorting_error", counting)
     s, y = make_case(62, 2500, 2000, targets="quant")
     got = rank_sort_exact(s, y, 0.5, pairs="dense")
-    assert 1 < len(calls) <= exact_module._DENSE_MAX_CHUNKS
+    assert 1 < len(calls) <= pairs_module._DENSE_MAX_CHUNKS
     assert_close(got, rank_sort_exact(s, y, 0.5, pairs="tree"), rtol=1e-10)
 
 

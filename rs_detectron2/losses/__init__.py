@@ -2,6 +2,12 @@
 
 Heads take a :class:`RankingLoss` (:class:`RankSortLoss`, :class:`APLoss` or :class:`ALRPLoss`) as
 their ``ranking_loss`` argument; the functional forms are for use outside the heads.
+
+Modules: ``ranking`` (the interface heads take), ``rank_sort`` / ``ap_loss`` / ``alrp_loss`` (the
+three losses), ``rank_sort_exact`` (RS on flat tensors), ``ranking_core`` (the exact negatives'
+side the three share), ``positive_pairs`` (RS's positive-positive sums), ``identity_update`` (the
+autograd Function), ``pool`` (local / global ranking pools), ``balancing`` (task balancing),
+``box_losses`` (IoU, GIoU, Dice).
 """
 
 from .alrp_loss import ALRPLoss, alrp_loss

@@ -2,7 +2,7 @@
 Localisation in Object Detection", NeurIPS 2020): exact values, the identity-update gradient and the
 localisation component, no loop over positives; and its self-balancing head loss.
 
-Notation as in :mod:`rs_detectron2.losses.ranking_exact` (``rank+``, ``NFP``, ``rank``; binary
+Notation as in :mod:`rs_detectron2.losses.ap_loss` (``rank+``, ``NFP``, ``rank``; binary
 targets: every entry with a target ``> 0`` is a positive). ``l(k)`` is the localisation error of
 positive k (the head passes ``GIoU loss / (2 (1 - tau))``, in [0, 1] for tau = 0.5), and
 ``lbar(i) = sum_{k in P, k != i} H(s_k - s_i) l(k)``.
@@ -23,23 +23,23 @@ sort), ``loss_loc = mean_q (sum_{r <= q} l(r)) / rank(q)`` with the rank detache
 ``d loss_loc / d l(k) = (1 / |P|) sum_{q at or below k} 1 / rank(q)``.
 """
 
-import math
+import functools
 from typing import Dict, Optional
 
 import torch
-import torch.distributed as dist
 
-from .balancing import balance_to
-from .pool import (
-    check_pool,
-    distributed_world_size,
-    gather_flat,
-    gather_pool,
-    own_gradient,
-    pool_group,
+from .balancing import EpochSelfBalance, balance_to
+from .identity_update import ExactResult, identity_update
+from .pool import check_pool
+from .ranking import RankingLoss, check_delta, name_errors
+from .ranking_core import (
+    count_negatives,
+    gap_coefficients,
+    negative_gradient,
+    rank_pool,
+    window_sums,
+    windows,
 )
-from .ranking import RankingLoss, autocast_off, check_delta, flat_inputs
-from .ranking_exact import negative_gradient, rank_positives, window_sums
 
 __all__ = ["alrp_loss", "ALRPLoss"]
 
@@ -48,80 +48,45 @@ __all__ = ["alrp_loss", "ALRPLoss"]
 _EPS = 1e-5
 
 
-def _check_alrp_delta(delta: float, name: str) -> float:
-    delta = check_delta(delta)
-    if delta == 0:
-        # The authors' smoothed step divides by 2 delta; there is no hard-step variant.
-        raise ValueError(f"{name}: delta must be > 0, got {delta}")
-    return delta
-
-
-def _alrp_exact(s: torch.Tensor, y: torch.Tensor, loc: torch.Tensor, delta: float):
-    """``(loss_cls, loss_loc, grad, grad_loc)`` for flat ``s``, ``y`` (n,) and ``loc`` (P,):
-    two 0-dim float64 losses, the identity-update gradient (n,) in the dtype of ``s`` and the
-    gradient of ``loss_loc`` w.r.t. ``loc`` (P,) in float64."""
-    zero = torch.zeros((), dtype=torch.float64, device=s.device)
-    empty_loc = torch.zeros(loc.shape, dtype=torch.float64, device=loc.device)
-    if s.numel() == 0:
-        if loc.numel():
-            raise ValueError(f"alrp_loss: loc_errors has {loc.numel()} entries but no positives")
-        return zero, zero.clone(), torch.zeros_like(s), empty_loc
-    ranked = rank_positives(s, y, delta, "alrp_loss", loc=loc)
-    if ranked is None:
-        return zero, zero.clone(), torch.zeros_like(s), empty_loc
-    num_pos = ranked.p.numel()
-    nfp = ranked.nfp
-    rank = ranked.rank_pos + nfp
-    # lbar: every positive's error weighted by H, minus the self term H(0) l(i) = l(i) / 2.
-    lbar = window_sums(ranked.p, ranked.loc, delta) - 0.5 * ranked.loc
+def _alrp_exact(s: torch.Tensor, y: torch.Tensor, loc: torch.Tensor, delta: float) -> ExactResult:
+    """``(loss_cls, loss_loc)`` (0-dim float64), the identity-update gradient (n,) for flat ``s``,
+    ``y`` and the gradient of ``loss_loc`` w.r.t. the flat ``loc`` (P,), float64."""
+    pool = rank_pool(s, y, delta, "alrp_loss", loc=loc, keep_order=True)
+    if pool is None:
+        zero = torch.zeros((), dtype=torch.float64, device=s.device)
+        no_loc = torch.zeros(loc.shape, dtype=torch.float64, device=loc.device)
+        return ExactResult((zero, zero.clone()), torch.zeros_like(s), no_loc)
+    p, order = pool.p, pool.order
+    num_pos = p.numel()
+    negatives = count_negatives(s, y, pool)
+    nfp = negatives.nfp
+    loc_sorted = loc.to(torch.float64).index_select(0, order)
+    bounds = windows(p, delta)
+    # rank+ = 1 + sum over k != i = 1/2 + sum over every k (the self term is H(0) = 1/2); lbar
+    # likewise drops the self term H(0) l(i) = l(i) / 2.
+    rank = 0.5 + window_sums(p, torch.ones_like(p), delta, bounds) + nfp
+    lbar = window_sums(p, loc_sorted, delta, bounds) - 0.5 * loc_sorted
     has_fp = nfp > _EPS
     error = torch.where(has_fp, (nfp + lbar) / rank, 0.0)
     weights = torch.where(has_fp, error / torch.where(has_fp, nfp, 1.0), 0.0)
-    grad = negative_gradient(ranked, weights, s, y)
-    grad[ranked.idx] = (-error / num_pos).to(grad.dtype)
     loss_cls = (nfp / rank).mean()
+    del nfp, lbar, has_fp
+    coefficients = gap_coefficients(pool, negatives, weights)
+    del weights
+    grad = negative_gradient(s, y, pool, negatives, coefficients)
+    grad[pool.idx] = (-error / num_pos).to(grad.dtype)
 
-    # Localisation component, in the flat positive order of ``loc``.
-    rank_flat = torch.empty_like(rank).index_put_((ranked.order,), rank)
-    s_pos = torch.empty_like(ranked.p).index_put_((ranked.order,), ranked.p)
-    desc = s_pos.sort(descending=True, stable=True).indices
+    # Localisation component, in the flat positive order of ``loc``: by descending logit, ties by
+    # flat index, with the rank detached.
+    rank_flat = torch.empty_like(rank).index_put_((order,), rank)
+    s_flat = torch.empty_like(p).index_put_((order,), p)
+    desc = s_flat.sort(descending=True, stable=True).indices
     inv_rank = 1.0 / rank_flat[desc]
     loss_loc = (loc.to(torch.float64)[desc].cumsum(0) * inv_rank).mean()
     grad_loc = torch.empty_like(inv_rank).index_put_(
         (desc,), inv_rank.flip(0).cumsum(0).flip(0) / num_pos
     )
-    return loss_cls, loss_loc, grad, grad_loc
-
-
-class _ALRPFunction(torch.autograd.Function):
-    """(loss_cls, loss_loc) of one ranking pool. Backward: the saved identity-update gradient
-    times the upstream gradient of loss_cls for the logits, the localisation component's gradient
-    times that of loss_loc for the localisation errors. ``group`` None ranks this process's
-    entries; a process group ranks the entries (and positives' errors) of all its processes."""
-
-    @staticmethod
-    def forward(ctx, logits, targets, loc_errors, delta, group):
-        with autocast_off(logits.device.type):
-            s, y, out_dtype = flat_inputs(logits, targets, "alrp_loss")
-            loc = loc_errors.detach().reshape(-1)
-            if group is None:
-                loss_cls, loss_loc, grad, grad_loc = _alrp_exact(s, y, loc, delta)
-            else:
-                full_s, full_y, sizes = gather_pool(s, y, group)
-                full_loc, loc_sizes = gather_flat(loc, group)
-                loss_cls, loss_loc, grad, grad_loc = _alrp_exact(full_s, full_y, full_loc, delta)
-                grad = own_gradient(grad, sizes, group)
-                grad_loc = own_gradient(grad_loc, loc_sizes, group)
-        ctx.save_for_backward(
-            grad.view(logits.shape), grad_loc.to(loc_errors.dtype).view(loc_errors.shape)
-        )
-        loc_dtype = torch.promote_types(loc_errors.dtype, torch.float32)
-        return loss_cls.to(out_dtype), loss_loc.to(loc_dtype)
-
-    @staticmethod
-    def backward(ctx, grad_cls, grad_loc_out):
-        grad, grad_loc = ctx.saved_tensors
-        return grad * grad_cls, None, grad_loc * grad_loc_out, None, None
+    return ExactResult((loss_cls, loss_loc), grad, grad_loc)
 
 
 def alrp_loss(
@@ -163,33 +128,30 @@ def alrp_loss(
             positives, a delta that is not finite and > 0, targets that are NaN or above 1, or an
             unknown ``pool``.
     """
-    delta = _check_alrp_delta(delta, "alrp_loss")
+    exact = functools.partial(_alrp_exact, delta=check_delta(delta, "alrp_loss", positive=True))
     if not loc_errors.is_floating_point():
         raise TypeError(f"alrp_loss: loc_errors must be floating point, got {loc_errors.dtype}")
-    return _ALRPFunction.apply(logits, targets, loc_errors, delta, pool_group(pool, group))
+    return identity_update(
+        exact, logits, targets, loc_errors, name="alrp_loss", pool=pool, group=group
+    )
 
 
-class ALRPLoss(RankingLoss):
+class ALRPLoss(RankingLoss, EpochSelfBalance):
     """aLRP Loss as the ranking loss of a detection head, with its self-balance (SB).
 
     :meth:`head_losses` takes the localisation errors of the positives as ``loss / (2 (1 - tau))``
     of their localisation losses (GIoU of boxes, Dice of masks) and returns ``{prefix}_alrp_cls``
     and ``{prefix}_alrp_loc``, the latter already multiplied by the SB weight ``w`` (the paper's
-    self-balance). ``w`` starts at ``init_weight``; after every ``period`` training calls it becomes
-    ``(mean loss_cls + mean loss_loc) / mean loss_loc`` over that period's values (unchanged if the
-    mean localisation loss is 0 or not finite). Set ``period`` to the epoch length in iterations
-    (the authors: 7,330 = ceil(117,266 COCO train images / 16)); one object per head, called once
-    per iteration.
+    self-balance, :class:`~rs_detectron2.losses.balancing.EpochSelfBalance`: updated after every
+    ``period`` training calls). Set ``period`` to the epoch length in iterations (the authors:
+    7,330 = ceil(117,266 COCO train images / 16)); one object per head, called once per iteration.
 
-    The weight (``balance_weight``), the running sums (``sum_cls``, ``sum_loc``), the call count
-    (``count``) and ``period`` are persistent buffers: they are saved in checkpoints and survive a
-    resume (the authors' Python attributes reset to 50; a checkpoint's ``period`` also wins over
-    the argument). Only training mode updates them. With ``sync`` and ``torch.distributed``
-    initialised, the sums are all-reduced over ``group`` at the period boundary, so every process
-    gets the same ``w`` (the authors keep it per process); every process must then call the loss
-    the same number of times.
-    Wrap the model in DDP with ``broadcast_buffers=False`` (the Detectron2 default of
-    ``create_ddp_model`` in the configs' ``train.ddp``) so that each process keeps its own sums.
+    The SB state is kept in persistent buffers (``balance_weight``, ``sum_cls``, ``sum_loc``,
+    ``count``, ``period``), so it survives a resume (the authors' Python attributes reset to 50).
+    Only training mode updates them. With ``sync``, every process gets the same ``w`` (the authors
+    keep it per process). Wrap the model in DDP with ``broadcast_buffers=False`` (the Detectron2
+    default of ``create_ddp_model`` in the configs' ``train.ddp``) so that each process keeps its
+    own sums.
 
     Args:
         delta: half-width of the smoothed step (1.0 in the paper).
@@ -212,29 +174,12 @@ class ALRPLoss(RankingLoss):
         group: Optional[object] = None,
         sync: bool = True,
     ):
-        super().__init__()
-        self.delta = _check_alrp_delta(delta, "ALRPLoss")
+        super().__init__(period=period, init_weight=init_weight, group=group, sync=sync)
+        self.delta = check_delta(delta, "ALRPLoss", positive=True)
         self.tau = float(tau)
         if not 0 <= self.tau < 1:
             raise ValueError(f"ALRPLoss: tau must be in [0, 1), got {tau}")
-        if int(period) != period or period < 1:
-            raise ValueError(f"ALRPLoss: period must be a positive integer, got {period}")
-        if not (math.isfinite(init_weight) and init_weight > 0):
-            raise ValueError(f"ALRPLoss: init_weight must be finite and > 0, got {init_weight}")
         self.pool = check_pool(pool)
-        self.group = group
-        self.sync = bool(sync)
-        f64 = torch.float64
-        self.register_buffer("balance_weight", torch.tensor(float(init_weight), dtype=f64))
-        self.register_buffer("sum_cls", torch.zeros((), dtype=f64))
-        self.register_buffer("sum_loc", torch.zeros((), dtype=f64))
-        self.register_buffer("count", torch.zeros((), dtype=torch.int64))
-        self.register_buffer("period", torch.tensor(int(period), dtype=torch.int64))
-        # Host copies of count and period, read from the buffers once (one host sync after
-        # construction or loading), so that the period boundary costs no sync per call.
-        self._host_count: Optional[int] = None
-        self._host_period: Optional[int] = None
-        self.register_load_state_dict_post_hook(_forget_host_counts)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor, loc_errors: torch.Tensor):
         return alrp_loss(logits, targets, loc_errors, self.delta, pool=self.pool, group=self.group)
@@ -245,42 +190,14 @@ class ALRPLoss(RankingLoss):
         localisation errors are ``loc_losses / (2 (1 - tau))``; ``loc_weights`` and ``loc_name``
         are not used (aLRP weights localisation by rank, in one loss)."""
         loc_errors = loc_losses.float() / (2 * (1 - self.tau))
-        try:
+        with name_errors(f"{prefix}_alrp_cls"):
             loss_cls, loss_loc = self(logits, targets, loc_errors)
-        except FloatingPointError as e:  # name the head whose inputs went bad
-            raise FloatingPointError(f"{prefix}_alrp_cls: {e}") from e
         if self.training:
-            self._update_weight(loss_cls, loss_loc)
+            self.update_balance(loss_cls, loss_loc)
         return {
             f"{prefix}_alrp_cls": loss_cls,
             f"{prefix}_alrp_loc": loss_loc * self.balance_weight.to(loss_loc.dtype),
         }
-
-    @torch.no_grad()
-    def _update_weight(self, loss_cls: torch.Tensor, loss_loc: torch.Tensor) -> None:
-        """Accumulate this call's values; at the end of a period, set the SB weight."""
-        if self._host_count is None or self._host_period is None:
-            self._host_count, self._host_period = (int(v) for v in self._counts().tolist())
-        self.sum_cls += loss_cls.detach().to(self.sum_cls.device, torch.float64)
-        self.sum_loc += loss_loc.detach().to(self.sum_loc.device, torch.float64)
-        self.count += 1
-        self._host_count += 1
-        if self._host_count < self._host_period:
-            return
-        sums = torch.stack([self.sum_cls, self.sum_loc])
-        if self.sync and distributed_world_size(self.group) > 1:
-            dist.all_reduce(sums, group=self.group)
-        # (mean cls + mean loc) / mean loc; every process has the same count, so sums suffice.
-        new = (sums[0] + sums[1]) / sums[1]
-        usable = torch.isfinite(new) & (sums[1] > 0)
-        self.balance_weight.copy_(torch.where(usable, new, self.balance_weight))
-        self.sum_cls.zero_()
-        self.sum_loc.zero_()
-        self.count.zero_()
-        self._host_count = 0
-
-    def _counts(self) -> torch.Tensor:
-        return torch.stack([self.count, self.period])
 
     def balance_auxiliary(
         self, loss: torch.Tensor, head_losses: Dict[str, torch.Tensor]
@@ -303,9 +220,3 @@ class ALRPLoss(RankingLoss):
             f"delta={self.delta}, tau={self.tau}, pool={self.pool!r}, sync={self.sync}, "
             f"weight={float(self.balance_weight):.4g}, period={int(self.period)}"
         )
-
-
-def _forget_host_counts(module: ALRPLoss, incompatible_keys) -> None:
-    """After load_state_dict the buffers may hold another count/period: re-read them."""
-    module._host_count = None
-    module._host_period = None

@@ -1,10 +1,12 @@
 """AP Loss (Chen et al., "Towards Accurate One-Stage Object Detection with AP-Loss", CVPR 2019):
 exact values and the identity-update gradient, no loop over positives.
 
-Notation as in :mod:`rs_detectron2.losses.ranking_exact`: for a positive i, ``rank+(i)`` (the self
-term replaced by 1), ``NFP(i)`` and ``rank(i) = rank+(i) + NFP(i)``; ``prec(i) = rank+(i) /
-rank(i)``. Targets are binary: every entry with a target ``> 0`` is a positive, whatever its value.
+Notation as in :mod:`rs_detectron2.losses.ranking_core`: ``H`` the smoothed step, ``NFP(i)`` the
+soft count of negatives above positive i. Targets are binary: every entry with a target ``> 0`` is
+a positive, whatever its value. For a positive i:
 
+    rank+(i) = 1 + sum_{k in P, k != i} H(s_k - s_i)      (the self term is replaced by 1)
+    rank(i)  = rank+(i) + NFP(i),   prec(i) = rank+(i) / rank(i)
     interpolated precision  p^(i) = max over positives k with s_k <= s_i of prec(k)
                                     (a running maximum from the lowest-scored positive up)
     loss                    L_AP  = 1 - mean_i p^(i)
@@ -19,67 +21,47 @@ so the positives' and the negatives' gradients balance (sum_P |g| = sum_N g). ``
 decided on the exact count of negatives with ``H > 0``, never on a float sum.
 """
 
+import functools
 from typing import Dict, Optional
 
 import torch
 
 from .box_losses import weighted_mean
-from .pool import check_pool, gather_pool, own_gradient, pool_group
-from .ranking import RankingLoss, autocast_off, check_delta, flat_inputs
-from .ranking_exact import negative_gradient, rank_positives
+from .identity_update import ExactResult, identity_update
+from .pool import check_pool
+from .ranking import RankingLoss, check_delta, name_errors
+from .ranking_core import (
+    count_negatives,
+    gap_coefficients,
+    negative_gradient,
+    rank_pool,
+    window_sums,
+)
 
 __all__ = ["ap_loss", "APLoss"]
 
 
-def _check_ap_delta(delta: float, name: str) -> float:
-    delta = check_delta(delta)
-    if delta == 0:
-        # The authors' smoothed step divides by 2 delta; there is no hard-step variant.
-        raise ValueError(f"{name}: delta must be > 0, got {delta}")
-    return delta
-
-
-def _ap_exact(s: torch.Tensor, y: torch.Tensor, delta: float):
-    """``(loss, grad)`` for flat ``s`` and ``y`` (n,): a 0-dim float64 loss and the identity-update
-    gradient (n,) in the dtype of ``s``."""
-    zero = torch.zeros((), dtype=torch.float64, device=s.device)
-    if s.numel() == 0:
-        return zero, torch.zeros_like(s)
-    ranked = rank_positives(s, y, delta, "ap_loss")
-    if ranked is None:
-        return zero, torch.zeros_like(s)
-    rank = ranked.rank_pos + ranked.nfp
+def _ap_exact(s: torch.Tensor, y: torch.Tensor, delta: float) -> ExactResult:
+    """The loss (0-dim float64) and its identity-update gradient (n,) for flat ``s``, ``y``."""
+    pool = rank_pool(s, y, delta, "ap_loss")
+    if pool is None:
+        return ExactResult(
+            (torch.zeros((), dtype=torch.float64, device=s.device),), torch.zeros_like(s)
+        )
+    negatives = count_negatives(s, y, pool)
+    nfp = negatives.nfp
+    # rank+ = 1 + sum over k != i = 1/2 + sum over every k (the self term is H(0) = 1/2).
+    rank_pos = 0.5 + window_sums(pool.p, torch.ones_like(pool.p), delta)
     # Ascending logit order: the running maximum is the interpolated precision.
-    interpolated = (ranked.rank_pos / rank).cummax(0).values
-    error = 1.0 - interpolated
-    has_fp = (ranked.num_fp > 0) & (ranked.nfp > 0)
-    weights = torch.where(has_fp, error / torch.where(has_fp, ranked.nfp, 1.0), 0.0)
-    grad = negative_gradient(ranked, weights, s, y)
-    grad[ranked.idx] = (-error / error.numel()).to(grad.dtype)
-    return error.mean(), grad
-
-
-class _APFunction(torch.autograd.Function):
-    """AP loss of one ranking pool; backward scales the saved identity-update gradient. ``group``
-    as in ``_RankSortFunction`` of :mod:`rs_detectron2.losses.rank_sort`."""
-
-    @staticmethod
-    def forward(ctx, logits, targets, delta, group):
-        with autocast_off(logits.device.type):
-            s, y, out_dtype = flat_inputs(logits, targets, "ap_loss")
-            if group is None:
-                loss, grad = _ap_exact(s, y, delta)
-            else:
-                full_s, full_y, sizes = gather_pool(s, y, group)
-                loss, grad = _ap_exact(full_s, full_y, delta)
-                grad = own_gradient(grad, sizes, group)
-        ctx.save_for_backward(grad.view(logits.shape))
-        return loss.to(out_dtype)
-
-    @staticmethod
-    def backward(ctx, grad_loss):
-        (grad,) = ctx.saved_tensors
-        return grad * grad_loss, None, None, None
+    error = 1.0 - (rank_pos / (rank_pos + nfp)).cummax(0).values
+    has_fp = (negatives.num_fp > 0) & (nfp > 0)
+    weights = torch.where(has_fp, error / torch.where(has_fp, nfp, 1.0), 0.0)
+    del nfp, has_fp
+    coefficients = gap_coefficients(pool, negatives, weights)
+    del weights
+    grad = negative_gradient(s, y, pool, negatives, coefficients)
+    grad[pool.idx] = (-error / error.numel()).to(grad.dtype)
+    return ExactResult((error.mean(),), grad)
 
 
 def ap_loss(
@@ -116,8 +98,9 @@ def ap_loss(
         ValueError: on mismatched shapes, a delta that is not finite and > 0, targets that are NaN
             or above 1, or an unknown ``pool``.
     """
-    delta = _check_ap_delta(delta, "ap_loss")
-    return _APFunction.apply(logits, targets, delta, pool_group(pool, group))
+    exact = functools.partial(_ap_exact, delta=check_delta(delta, "ap_loss", positive=True))
+    (loss,) = identity_update(exact, logits, targets, name="ap_loss", pool=pool, group=group)
+    return loss
 
 
 class APLoss(RankingLoss):
@@ -143,21 +126,19 @@ class APLoss(RankingLoss):
         group: Optional[object] = None,
     ):
         super().__init__()
-        self.delta = _check_ap_delta(delta, "APLoss")
+        self.delta = check_delta(delta, "APLoss", positive=True)
         self.box_weight = float(box_weight)
         self.pool = check_pool(pool)
         self.group = group
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return _APFunction.apply(logits, targets, self.delta, pool_group(self.pool, self.group))
+        return ap_loss(logits, targets, self.delta, pool=self.pool, group=self.group)
 
     def head_losses(self, logits, targets, loc_losses, loc_weights, *, prefix, loc_name="box"):
         """``{prefix}_ap`` (the AP loss) and ``{prefix}_{loc_name}`` (``box_weight`` x the
         score-weighted mean localisation loss); see :meth:`RankingLoss.head_losses`."""
-        try:
+        with name_errors(f"{prefix}_ap"):
             loss_ap = self(logits, targets)
-        except FloatingPointError as e:  # name the head whose logits went bad
-            raise FloatingPointError(f"{prefix}_ap: {e}") from e
         loss_loc = weighted_mean(loc_losses.float(), loc_weights.detach().float())
         return {f"{prefix}_ap": loss_ap, f"{prefix}_{loc_name}": self.box_weight * loss_loc}
 

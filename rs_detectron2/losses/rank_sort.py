@@ -21,51 +21,31 @@ For a positive i, with ``H_ik = H(s_k - s_i)``:
                            + sum_{k: y_i < y_k} [D_k > eps] l_S(k) H_ki / D_k
 
 How it is computed: see :mod:`rs_detectron2.losses.rank_sort_exact` (O((N + P) log P) for the
-negatives, one host synchronisation per call, no Python loop over positives). This module handles
-shapes, dtypes, autocast, the ranking pool (local, or global across processes) and the module form
-that detection heads take.
+negatives, one host synchronisation per call, no Python loop over positives). This module gives it
+the identity-update autograd form (:mod:`rs_detectron2.losses.identity_update`: shapes, dtypes,
+autocast, the local or global ranking pool) and the module form that detection heads take.
 """
 
+import functools
 from typing import Dict, Optional, Tuple
 
 import torch
 
 from .balancing import balance_to
 from .box_losses import weighted_mean
-from .pool import check_pool, gather_pool, own_gradient, pool_group
+from .identity_update import ExactResult, identity_update
+from .pool import check_pool
 from .rank_sort_exact import rank_sort_exact
-from .ranking import RankingLoss, autocast_off, check_delta, flat_inputs
+from .ranking import RankingLoss, check_delta, name_errors
 
 __all__ = ["rank_sort_loss", "RankSortLoss"]
 
 
-class _RankSortFunction(torch.autograd.Function):
-    """(loss_rank, loss_sort) of one ranking pool; backward scales the saved identity-update
-    gradient by the upstream gradient of loss_rank. ``group`` None ranks this process's entries;
-    a process group ranks the entries of all its processes (see :mod:`rs_detectron2.losses.pool`).
-    """
-
-    @staticmethod
-    def forward(ctx, logits, targets, delta, group):
-        with autocast_off(logits.device.type):
-            s, y, out_dtype = flat_inputs(logits, targets, "rank_sort_loss")
-            if group is None:
-                loss_rank, loss_sort, grad = rank_sort_exact(s, y, delta)
-            else:
-                full_s, full_y, sizes = gather_pool(s, y, group)
-                loss_rank, loss_sort, grad = rank_sort_exact(full_s, full_y, delta)
-                grad = own_gradient(grad, sizes, group)
-        ctx.save_for_backward(grad.view(logits.shape))
-        loss_sort = loss_sort.to(out_dtype)
-        ctx.mark_non_differentiable(loss_sort)
-        return loss_rank.to(out_dtype), loss_sort
-
-    @staticmethod
-    def backward(ctx, grad_rank, grad_sort):
-        (grad,) = ctx.saved_tensors
-        # The identity-update gradient carries both the ranking and the sorting parts; it is
-        # scaled only by the upstream gradient of loss_rank (the authors' semantics).
-        return grad * grad_rank, None, None, None
+def _exact(s: torch.Tensor, y: torch.Tensor, delta: float) -> ExactResult:
+    loss_rank, loss_sort, grad = rank_sort_exact(s, y, delta)
+    # The identity-update gradient carries both the ranking and the sorting parts; it is scaled
+    # only by the upstream gradient of loss_rank (the authors' semantics).
+    return ExactResult((loss_rank, loss_sort), grad)
 
 
 def rank_sort_loss(
@@ -105,8 +85,8 @@ def rank_sort_loss(
         ValueError: on mismatched shapes, a negative or infinite delta, targets that are NaN or
             above 1, or an unknown ``pool``.
     """
-    delta = check_delta(delta)
-    return _RankSortFunction.apply(logits, targets, delta, pool_group(pool, group))
+    exact = functools.partial(_exact, delta=check_delta(delta))
+    return identity_update(exact, logits, targets, name="rank_sort_loss", pool=pool, group=group)
 
 
 class RankSortLoss(RankingLoss):
@@ -133,18 +113,14 @@ class RankSortLoss(RankingLoss):
         self.group = group
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor):
-        return _RankSortFunction.apply(
-            logits, targets, self.delta, pool_group(self.pool, self.group)
-        )
+        return rank_sort_loss(logits, targets, self.delta, pool=self.pool, group=self.group)
 
     def head_losses(self, logits, targets, loc_losses, loc_weights, *, prefix, loc_name="box"):
         """``{prefix}_rank`` (carries the whole RS gradient), ``{prefix}_sort`` (value only) and
         ``{prefix}_{loc_name}`` (the score-weighted mean localisation loss rescaled so that its
         value equals rank + sort); see :meth:`RankingLoss.head_losses` for the arguments."""
-        try:
+        with name_errors(f"{prefix}_rank"):
             loss_rank, loss_sort = self(logits, targets)
-        except FloatingPointError as e:  # name the head whose logits went bad
-            raise FloatingPointError(f"{prefix}_rank: {e}") from e
         loss_loc = weighted_mean(loc_losses.float(), loc_weights.detach().float())
         return {
             f"{prefix}_rank": loss_rank,

@@ -11,12 +11,19 @@ across iterations. So a head never changes when another ranking loss is swapped 
 
 import contextlib
 import math
-from typing import Dict, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import torch
 from torch import nn
 
-__all__ = ["RankingLoss", "autocast_off", "check_delta", "flat_inputs", "ranking_targets"]
+__all__ = [
+    "RankingLoss",
+    "autocast_off",
+    "check_delta",
+    "flat_inputs",
+    "name_errors",
+    "ranking_targets",
+]
 
 
 class RankingLoss(nn.Module):
@@ -81,13 +88,30 @@ class RankingLoss(nn.Module):
         return {}
 
 
-def check_delta(delta: float) -> float:
-    """``delta`` as a float if it is finite and >= 0 (the smoothed step's half-width), else raise
-    ValueError."""
+def check_delta(delta: float, name: str = "", *, positive: bool = False) -> float:
+    """``delta`` (the smoothed step's half-width) as a float, if it is finite and >= 0 (> 0 with
+    ``positive``: the smoothed step of AP and aLRP Loss divides by 2 delta, with no hard-step
+    variant); else raise ValueError, prefixed with ``name``."""
     delta = float(delta)
     if not (delta >= 0 and math.isfinite(delta)):
         raise ValueError(f"delta must be finite and >= 0, got {delta}")
+    if positive and delta == 0:
+        raise ValueError(f"{name}: delta must be > 0, got {delta}")
     return delta
+
+
+@contextlib.contextmanager
+def name_errors(key: str) -> Iterator[None]:
+    """A context that names the loss term whose computation went non-finite: a
+    FloatingPointError raised inside is raised again as ``FloatingPointError(f"{key}: {e}")``.
+
+    Heads wrap each ranking loss call in it with the term's key (e.g. ``"loss_rpn_rank"``), so a
+    training run that stops on bad logits says which head they came from.
+    """
+    try:
+        yield
+    except FloatingPointError as e:
+        raise FloatingPointError(f"{key}: {e}") from e
 
 
 def autocast_off(device_type: str):
