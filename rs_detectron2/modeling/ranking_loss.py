@@ -14,6 +14,7 @@ LazyConfigs do not need the registry: they give the loss object itself (``rankin
 from detectron2.utils.registry import Registry
 
 from ..losses import ALRPLoss, APLoss, RankingLoss, RankSortLoss
+from .registry import registered
 
 __all__ = ["RANKING_LOSS_REGISTRY", "build_ranking_loss"]
 
@@ -69,8 +70,5 @@ def build_ranking_loss(cfg) -> RankingLoss:
     Raises:
         ValueError: ``NAME`` is not in :data:`RANKING_LOSS_REGISTRY`.
     """
-    name = cfg.MODEL.RS.RANKING_LOSS.NAME
-    if name not in RANKING_LOSS_REGISTRY:
-        choices = sorted(key for key, _ in RANKING_LOSS_REGISTRY)
-        raise ValueError(f"MODEL.RS.RANKING_LOSS.NAME is {name!r}; choose one of {choices}")
-    return RANKING_LOSS_REGISTRY.get(name)(cfg)
+    key = "MODEL.RS.RANKING_LOSS.NAME"
+    return registered(RANKING_LOSS_REGISTRY, cfg.MODEL.RS.RANKING_LOSS.NAME, key)(cfg)

@@ -12,6 +12,7 @@ LazyConfigs give the assigner itself (``assigner=L(ATSSAssigner)(topk=9)``).
 
 from detectron2.utils.registry import Registry
 
+from ..registry import registered
 from .atss import ATSSAssigner
 from .base import AnchorAssigner
 from .iou import IoUAssigner
@@ -58,8 +59,5 @@ def build_assigner(cfg) -> AnchorAssigner:
     Raises:
         ValueError: the name is not in :data:`ASSIGNER_REGISTRY`.
     """
-    name = cfg.MODEL.RS.DENSE.ASSIGNER
-    if name not in ASSIGNER_REGISTRY:
-        choices = sorted(key for key, _ in ASSIGNER_REGISTRY)
-        raise ValueError(f"MODEL.RS.DENSE.ASSIGNER must be one of {choices}")
-    return ASSIGNER_REGISTRY.get(name)(cfg)
+    key = "MODEL.RS.DENSE.ASSIGNER"
+    return registered(ASSIGNER_REGISTRY, cfg.MODEL.RS.DENSE.ASSIGNER, key)(cfg)

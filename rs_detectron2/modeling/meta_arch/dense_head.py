@@ -11,6 +11,8 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling.meta_arch.retinanet import RetinaNetHead
 from detectron2.utils.registry import Registry
 
+from ..registry import registered
+
 __all__ = ["DENSE_HEAD_REGISTRY", "ScaledRetinaNetHead", "build_dense_head"]
 
 DENSE_HEAD_REGISTRY = Registry("DENSE_HEAD")
@@ -79,8 +81,5 @@ def build_dense_head(cfg, input_shapes: List[ShapeSpec]) -> nn.Module:
     Raises:
         ValueError: the name is not in :data:`DENSE_HEAD_REGISTRY`.
     """
-    name = cfg.MODEL.RS.DENSE.HEAD
-    if name not in DENSE_HEAD_REGISTRY:
-        choices = sorted(key for key, _ in DENSE_HEAD_REGISTRY)
-        raise ValueError(f"MODEL.RS.DENSE.HEAD must be one of {choices}")
-    return DENSE_HEAD_REGISTRY.get(name)(cfg, input_shapes)
+    key = "MODEL.RS.DENSE.HEAD"
+    return registered(DENSE_HEAD_REGISTRY, cfg.MODEL.RS.DENSE.HEAD, key)(cfg, input_shapes)
