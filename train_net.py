@@ -7,34 +7,16 @@
     python train_net.py --config-file CFG --eval-only --lrp-thresholds-out thresholds.json \
         train.init_checkpoint=output/model_final.pth   # also oLRP and per-class thresholds
     python train_net.py --config-file CFG --resume            # continue from the last checkpoint
-    python train_net.py --config-file CFG --overwrite         # start again over an earlier run
 
-Anything after the flags is a ``key=value`` override of the config. ``train.device`` is CUDA when
-one is visible, else CPU. On CPU, ``--num-gpus N`` starts N processes with the Gloo backend.
-
-Training stops with an error naming the iteration and the loss term at the first NaN or infinite
-loss (or RS logit), before that step changes the weights. With ``train.seed`` >= 0, a run resumed
-with ``--resume`` from a periodic checkpoint continues the data order and random draws exactly.
-
-Before any model is built, every start checks (``--skip-checks`` skips these): that the override
-keys exist and their values have the right type, that the training datasets are registered and
-have as many classes as the model, the data itself (``--check-images`` sets how many images are
-decoded), and RLE masks (the mask format then becomes ``bitmask``). Exit status 2: the command line
-or config cannot work; 1: the data or the weights cannot be used. ``--eval-only`` refuses to run
-without weights or with weights that do not match the model (``--allow-partial-weights``), and
-``--overwrite`` renames the earlier run's folder to ``OUTPUT_DIR.old-<time>`` first.
-
-``--eval-only --lrp-thresholds-out FILE`` runs the oLRP evaluator beside the config's evaluator (one
-pass over ``dataloader.test``) and writes each class's LRP-optimal score threshold of box oLRP to
-FILE (:mod:`rs_detectron2.evaluation.thresholds`), for ``python -m rs_detectron2.predict
---lrp-thresholds FILE`` and ``LazyPredictor(class_thresholds=FILE)``.
+Anything after the flags is a ``key=value`` override of the config. The checks before iteration 0,
+the exit statuses, the non-finite stop and exact resume: docs/getting_started.md.
 """
 
 import logging
 
 from detectron2.config import LazyConfig, instantiate
 from detectron2.engine import AMPTrainer, SimpleTrainer, default_setup, hooks, launch
-from detectron2.evaluation import DatasetEvaluators, inference_on_dataset, print_csv_format
+from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
@@ -55,43 +37,28 @@ from rs_detectron2.engine import (
     start_train_loader_at,
     wrap_ddp,
 )
-from rs_detectron2.evaluation import (
-    lrp_thresholds_evaluator,
-    thresholds_from_evaluator,
-    write_thresholds,
-)
+from rs_detectron2.evaluation import evaluate_and_fit_thresholds
 
 logger = logging.getLogger("rs_detectron2")
 
 
-def do_test(cfg, model):
-    """Evaluate ``model`` on ``cfg.dataloader.test`` with ``cfg.dataloader.evaluator``."""
-    if "evaluator" not in cfg.dataloader:
-        return {}
-    results = inference_on_dataset(
-        model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator)
-    )
-    print_csv_format(results)
-    return results
-
-
-def do_test_with_lrp_thresholds(cfg, model, args):
-    """:func:`do_test` with the oLRP evaluator in the same pass; writes each class's LRP-optimal
-    threshold of box oLRP to ``args.lrp_thresholds_out`` (main process)."""
+def do_test(cfg, model, args=None):
+    """Evaluate ``model`` on ``cfg.dataloader.test`` with ``cfg.dataloader.evaluator``; with
+    ``--lrp-thresholds-out``, also box oLRP in the same pass, and write each class's LRP-optimal
+    score threshold to that file (:mod:`rs_detectron2.evaluation.thresholds`)."""
+    evaluators = [instantiate(cfg.dataloader.evaluator)] if "evaluator" in cfg.dataloader else []
+    if args is None or not args.lrp_thresholds_out:
+        if not evaluators:
+            return {}
+        results = inference_on_dataset(model, instantiate(cfg.dataloader.test), evaluators[0])
+        print_csv_format(results)
+        return results
     dataset = cfg.dataloader.test.dataset.names
     if not isinstance(dataset, str):
         raise SystemExit(
             f"--lrp-thresholds-out evaluates one dataset; dataloader.test.dataset.names is "
             f"{dataset}. Set it to a single name."
         )
-    olrp = lrp_thresholds_evaluator(dataset, output_dir=cfg.train.output_dir)
-    evaluators = [instantiate(cfg.dataloader.evaluator)] if "evaluator" in cfg.dataloader else []
-    results = inference_on_dataset(
-        model, instantiate(cfg.dataloader.test), DatasetEvaluators(evaluators + [olrp])
-    )
-    print_csv_format(results)
-    if not comm.is_main_process():
-        return results
     source = {
         "evaluation": "train_net.py --eval-only: box oLRP, IoU 0.5, 100 detections per image",
         "dataset": dataset,
@@ -99,12 +66,21 @@ def do_test_with_lrp_thresholds(cfg, model, args):
         "config": args.config_file,
         "overrides": " ".join(args.opts),
     }
+    loader = instantiate(cfg.dataloader.test)
     try:
-        document = thresholds_from_evaluator(olrp, dataset, source)
+        results = evaluate_and_fit_thresholds(
+            model,
+            loader,
+            evaluators,
+            dataset,
+            args.lrp_thresholds_out,
+            source,
+            cfg.train.output_dir,
+        )
     except ValueError as e:
         raise SystemExit(f"--lrp-thresholds-out: {e}") from e
-    write_thresholds(args.lrp_thresholds_out, document)
-    logger.info(f"Per-class LRP-optimal score thresholds written to {args.lrp_thresholds_out}")
+    if comm.is_main_process():
+        logger.info(f"Per-class LRP-optimal score thresholds written to {args.lrp_thresholds_out}")
     return results
 
 
@@ -176,9 +152,7 @@ def main(args):
         model.to(cfg.train.device)
         model = wrap_ddp(model, cfg)
         load_eval_weights(model, cfg, args)
-        if args.lrp_thresholds_out:
-            return do_test_with_lrp_thresholds(cfg, model, args)
-        return do_test(cfg, model)
+        return do_test(cfg, model, args)
     try:
         do_train(args, cfg)
     except NonFiniteLossError as e:

@@ -14,6 +14,7 @@ from .olrp import OLRPEvaluator, match_detections, olrp_from_coco, optimal_lrp
 from .thresholds import (
     ClassThresholds,
     count_detection_errors,
+    evaluate_and_fit_thresholds,
     lrp_thresholds_evaluator,
     read_thresholds,
     resolve_class_thresholds,
@@ -37,6 +38,7 @@ __all__ = [
     "match_detections",
     "ClassThresholds",
     "count_detection_errors",
+    "evaluate_and_fit_thresholds",
     "lrp_thresholds_evaluator",
     "read_thresholds",
     "resolve_class_thresholds",

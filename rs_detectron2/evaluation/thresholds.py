@@ -33,6 +33,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from detectron2.data import MetadataCatalog
+from detectron2.evaluation import DatasetEvaluators, inference_on_dataset, print_csv_format
+from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 
 from .olrp import OLRPEvaluator, match_detections
@@ -41,6 +43,7 @@ __all__ = [
     "THRESHOLDS_FORMAT",
     "ClassThresholds",
     "count_detection_errors",
+    "evaluate_and_fit_thresholds",
     "lrp_thresholds_evaluator",
     "read_thresholds",
     "resolve_class_thresholds",
@@ -178,6 +181,40 @@ def thresholds_from_evaluator(
         dataset_ids=sorted(id_map, key=id_map.get) if id_map else None,
         source=source,
     )
+
+
+def evaluate_and_fit_thresholds(
+    model,
+    data_loader,
+    evaluators: Sequence,
+    dataset_name: str,
+    path: str,
+    source: Optional[Mapping[str, str]] = None,
+    output_dir: Optional[str] = None,
+) -> dict:
+    """Evaluate ``model`` with ``evaluators`` and box oLRP in one inference pass, log the results,
+    and write each class's LRP-optimal score threshold to ``path`` (main process only).
+
+    Args:
+        model: the model to evaluate (in eval mode inside ``inference_on_dataset``).
+        data_loader: the test loader of ``dataset_name``.
+        evaluators: the config's evaluators (may be empty).
+        dataset_name: the one registered dataset evaluated: its classes and category ids name the
+            thresholds.
+        path: the thresholds file written (:func:`write_thresholds`).
+        source: what made the file (command, weights, ...), stored in it.
+        output_dir: where the oLRP evaluator writes its results; None writes nothing.
+    Returns:
+        the evaluation results (the config's evaluators' and ``bbox_oLRP``).
+    Raises:
+        ValueError: as :func:`thresholds_from_evaluator` (after the results are logged).
+    """
+    olrp = lrp_thresholds_evaluator(dataset_name, output_dir=output_dir)
+    results = inference_on_dataset(model, data_loader, DatasetEvaluators([*evaluators, olrp]))
+    print_csv_format(results)
+    if comm.is_main_process():
+        write_thresholds(path, thresholds_from_evaluator(olrp, dataset_name, source))
+    return results
 
 
 def write_thresholds(path: str, document: Mapping) -> str:
