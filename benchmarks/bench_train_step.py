@@ -49,6 +49,7 @@ from detectron2.config import LazyConfig, instantiate
 from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
+from rs_detectron2.config import NO_SAMPLING
 from rs_detectron2.losses import rank_sort_loss
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -121,7 +122,6 @@ SEGMENTERS = {
 TARGET_TWO_STAGE = 1.1  # RS / stock without sampling
 TARGET_SEGMENTER = 1.1  # RS / stock
 TARGET_DENSE = 1.2  # RS / stock RetinaNet
-NO_SAMPLING = 1_000_000_000
 FPN_STRIDES = (8, 16, 32, 64, 128)
 
 
