@@ -253,17 +253,39 @@ def run_python(code: str) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
-def test_config_alone_registers_the_yacs_names_and_modeling_does_not_import_config():
-    """``from rs_detectron2.config import add_rs_config`` is enough for ``build_model`` (it imports
-    rs_detectron2.modeling, which registers); the heads never import rs_detectron2.config."""
+def test_config_alone_registers_the_yacs_names():
+    """``from rs_detectron2.config import add_rs_config`` is enough for ``build_model``: it imports
+    rs_detectron2.modeling, which registers (a fresh interpreter, so nothing else imported it)."""
     run_python(
         "from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY\n"
         "from rs_detectron2.config import add_rs_config\n"
         "assert 'RSRetinaNet' in META_ARCH_REGISTRY\n"
         "assert 'build_rs_atss_resnet_fpn_backbone' in BACKBONE_REGISTRY\n"
     )
-    run_python(
-        "import sys\n"
-        "import rs_detectron2.modeling\n"
-        "assert 'rs_detectron2.config' not in sys.modules\n"
-    )
+
+
+def test_modeling_never_imports_config():
+    """The heads take their collaborators as arguments: no module of rs_detectron2.modeling
+    imports rs_detectron2.config (config/ imports modeling/, never the other way round)."""
+    import ast
+
+    root = os.path.join(REPO, "rs_detectron2", "modeling")
+    offenders = []
+    for folder, _, files in os.walk(root):
+        for name in files:
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(folder, name)
+            depth = os.path.relpath(path, root).count(os.sep) + 2  # dots up to rs_detectron2/
+            for node in ast.walk(ast.parse(open(path).read())):
+                if isinstance(node, ast.ImportFrom):
+                    absolute = node.level == 0 and (node.module or "").startswith(
+                        "rs_detectron2.config"
+                    )
+                    relative = node.level == depth and (node.module or "").startswith("config")
+                    if absolute or relative:
+                        offenders.append(os.path.relpath(path, REPO))
+                elif isinstance(node, ast.Import):
+                    if any(a.name.startswith("rs_detectron2.config") for a in node.names):
+                        offenders.append(os.path.relpath(path, REPO))
+    assert offenders == []
