@@ -22,6 +22,7 @@ from rs_detectron2.losses import (
 )
 from rs_detectron2.utils import testing
 from rs_detectron2.utils.reference import reference_alrp_loss, reference_ap_loss
+from rs_detectron2.utils.testing import host_reads
 
 F64 = torch.float64
 DELTAS = (1.0, 0.5, 0.1, 2.0)
@@ -253,27 +254,13 @@ def test_alrp_localisation_error_does_not_reach_loc_through_cls():
     assert lx.grad is None or (lx.grad == 0).all()
 
 
-def test_one_host_synchronisation_per_call(monkeypatch):
+def test_one_host_synchronisation_per_call():
     """Forward and backward of each loss read the device back once (.tolist() / .item() stand in
     for the synchronisation they cause on a GPU): the checks and counts of the ranking core."""
     s, y, loc = make_case(12, 3000, 80, num_ign=30)
-    calls = []
-    original_tolist, original_item = torch.Tensor.tolist, torch.Tensor.item
-
-    def counting_tolist(self):
-        calls.append("tolist")
-        return original_tolist(self)
-
-    def counting_item(self):
-        calls.append("item")
-        return original_item(self)
-
     for run in (lambda: run_ap(s, y, 1.0), lambda: run_alrp(s, y, loc, 1.0)):
-        calls.clear()
-        monkeypatch.setattr(torch.Tensor, "tolist", counting_tolist)
-        monkeypatch.setattr(torch.Tensor, "item", counting_item)
-        run()
-        monkeypatch.undo()
+        with host_reads() as calls:
+            run()
         assert calls == ["tolist"]
 
 

@@ -21,7 +21,7 @@ from torch.utils._pytree import tree_flatten
 
 from rs_detectron2.losses.rank_sort_exact import rank_sort_exact
 from rs_detectron2.utils.reference import reference_rank_sort
-from rs_detectron2.utils.testing import draw_qualities
+from rs_detectron2.utils.testing import draw_qualities, host_reads
 
 F64 = torch.float64
 # The modules themselves (one's name is also that of its function): their constants are patched.
@@ -245,26 +245,12 @@ def test_inputs_are_not_modified(pairs):
     assert torch.equal(s, s_copy) and torch.equal(y, y_copy)
 
 
-def test_one_host_synchronisation_per_call(monkeypatch):
+def test_one_host_synchronisation_per_call():
     """The tree pass adds no host round trip: .tolist() / .item() run once per call (CPU stand-in
     for the device synchronisation they cause on a GPU)."""
-    calls = []
-    original_tolist = torch.Tensor.tolist
-    original_item = torch.Tensor.item
-
-    def counting_tolist(self):
-        calls.append("tolist")
-        return original_tolist(self)
-
-    def counting_item(self):
-        calls.append("item")
-        return original_item(self)
-
     s, y = make_case(52, 20000, 3000, targets="quant", num_ign=100)
-    monkeypatch.setattr(torch.Tensor, "tolist", counting_tolist)
-    monkeypatch.setattr(torch.Tensor, "item", counting_item)
-    rank_sort_exact(s, y, 0.5, pairs="tree")
-    monkeypatch.undo()
+    with host_reads() as calls:
+        rank_sort_exact(s, y, 0.5, pairs="tree")
     assert calls == ["tolist"]
 
 

@@ -5,6 +5,7 @@ multi-process tests and the runner of ``train_net.py`` that end-to-end tests sha
 import each other or ``train_net``).
 """
 
+import contextlib
 import json
 import os
 import subprocess
@@ -41,6 +42,7 @@ __all__ = [
     "evaluate_ground_truth",
     "global_pool_loss_worker",
     "grad_sum",
+    "host_reads",
     "make_image",
     "loss_snapshot",
     "model_snapshot",
@@ -426,3 +428,26 @@ def read_metrics(output_dir):
     logged iteration and per evaluation), in order."""
     with open(os.path.join(output_dir, "metrics.json")) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+@contextlib.contextmanager
+def host_reads():
+    """Within the block, record each ``Tensor.tolist()`` / ``Tensor.item()`` call (the reads of
+    device values that synchronise with a GPU) in the yielded list, as ``"tolist"`` / ``"item"``."""
+    calls = []
+    original = {name: getattr(torch.Tensor, name) for name in ("tolist", "item")}
+
+    def counting(name):
+        def read(self, *args, **kwargs):
+            calls.append(name)
+            return original[name](self, *args, **kwargs)
+
+        return read
+
+    try:
+        for name in original:
+            setattr(torch.Tensor, name, counting(name))
+        yield calls
+    finally:
+        for name, method in original.items():
+            setattr(torch.Tensor, name, method)
