@@ -13,6 +13,7 @@ the exit statuses, the non-finite stop and exact resume: docs/getting_started.md
 """
 
 import logging
+import sys
 
 from detectron2.config import LazyConfig, instantiate
 from detectron2.engine import AMPTrainer, SimpleTrainer, default_setup, hooks, launch
@@ -25,13 +26,16 @@ from rs_detectron2.engine import (
     AtomicCheckpointer,
     ClipGradNorm,
     FiniteLossGuard,
+    ModelInfoMismatch,
     NonFiniteLossError,
     ReseedEveryPeriod,
     default_argument_parser,
     default_writers,
+    evaluation_config,
     existing_checkpoint,
     iteration_seed,
     load_eval_weights,
+    model_info_from_config,
     prepare_run,
     resolve_epoch_schedule,
     start_train_loader_at,
@@ -96,6 +100,8 @@ def do_train(args, cfg):
     resolve_epoch_schedule(cfg)
     model = instantiate(cfg.model)
     logger.info(f"Model:\n{model}")
+    # saved with every checkpoint: predict, export and --eval-only use the model as trained
+    info = model_info_from_config(cfg, model, args.config_file)
     model.to(cfg.train.device)
 
     cfg.optimizer.params.model = model
@@ -107,6 +113,7 @@ def do_train(args, cfg):
     # The data loader is attached once the start iteration is known (after resume_or_load).
     trainer = trainer_cls(FiniteLossGuard(model), None, optimizer)
     checkpointer = AtomicCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    checkpointer.model_info = info
     clip = cfg.train.get("clip_gradients") or {}
     writers = default_writers(
         cfg.train.output_dir, cfg.train.max_iter, cfg.train.get("log_window", 20)
@@ -142,8 +149,15 @@ def do_train(args, cfg):
 
 
 def main(args):
-    cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
     register_user_datasets(args.dataset)
+    if args.eval_only:
+        try:  # what the weights were trained for, and a test set with their classes
+            cfg = evaluation_config(args.config_file, args.opts)
+        except (ModelInfoMismatch, FileNotFoundError) as e:
+            print(f"train_net.py: error: --eval-only: {e}", file=sys.stderr)
+            raise SystemExit(2) from e
+    else:
+        cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
     default_setup(cfg, args)
     setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="rs_detectron2")
 

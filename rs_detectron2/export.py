@@ -10,8 +10,13 @@ a trace that baked in a data-dependent branch is caught here, not in deployment.
 inference depends on the input size (and which is deployed on images all resized to one size) is
 exported with ``--fixed-size``: checked at the sample's size only, and refused at any other.
 
-``DIR`` receives ``model.ts`` (or ``model.onnx``) and ``export.json``: the input format and the
-schema that rebuilds ``Instances`` from the flat outputs (:class:`ExportedModel` reads both).
+The model is built and loaded as ``predict`` does it: with what the weights were trained for (class
+count, input format, pixel mean / std, test resize, saved with them by ``train_net.py``), and only
+when every weight fits the model (exit status 1 otherwise: exporting random layers is never
+useful). ``DIR`` receives ``model.ts`` (or ``model.onnx``) and ``export.json``: the schema that
+rebuilds ``Instances`` from the flat outputs, the input format, the test resize, the class names
+and the dataset's category ids. :class:`ExportedModel` reads both; its ``predict`` takes original
+images and applies the test resize itself.
 
 What is exported is Detectron2's inference path: for two-stage models (``GeneralizedRCNN``) the
 detections before :func:`detector_postprocess` (boxes at the network input's resolution, masks
@@ -28,12 +33,9 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import LazyConfig, instantiate
-
 # importing the data package registers its datasets (rs_shapes_*), which a config's test loader
 # may name
-from . import data  # noqa: F401
+from .data import UserDatasetError, add_dataset_argument, register_user_datasets
 from .deploy import (
     DEFAULT_ATOL,
     EXPORT_FORMATS,
@@ -42,11 +44,12 @@ from .deploy import (
     ExportedModel,
     ExportError,
     compare_instances,
-    config_class_names,
     config_input_format,
     export_model,
     sample_inputs,
 )
+from .engine.model_info import describe_augmentations
+from .engine.predictor import LazyPredictor, WeightsMismatchError
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -76,37 +79,58 @@ def argument_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="export for the sample's input size only (models whose inference depends on it)",
     )
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY=VALUE config overrides")
+    add_dataset_argument(parser)
+    parser.add_argument("opts", nargs="*", default=[], metavar="KEY=VALUE", help="overrides")
     return parser
 
 
+def _error(message: str, status: int) -> int:
+    print(f"export failed: {message}", file=sys.stderr)
+    return status
+
+
+def _trained_info(predictor: LazyPredictor) -> dict:
+    """What ``export.json`` records of the model's training, for :class:`ExportedModel`."""
+    meta = predictor.metadata
+    id_map = meta.get("thing_dataset_id_to_contiguous_id", None)
+    names = meta.get("thing_classes", None)
+    return {
+        "num_classes": predictor.num_classes,
+        "thing_classes": None if names is None else list(names),
+        "category_ids": sorted(id_map, key=id_map.get) if id_map else None,
+        "test_augmentations": describe_augmentations(predictor.augmentations.augs),
+        "model_info": predictor.model_info,
+    }
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the command; returns its exit status (0 on success, 2 with a message on failure)."""
-    args = argument_parser().parse_args(argv)
-    cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
-    # exported models run on CPU here; the traced graph carries no device of its own choosing
-    model = instantiate(cfg.model).to("cpu").eval()
+    """Run the command; returns its exit status (0 on success, 1 for weights that do not fit
+    the model, 2 with a message on any other failure)."""
+    args = argument_parser().parse_intermixed_args(argv)
     try:
-        DetectionCheckpointer(model).load(args.weights)
-    except (AssertionError, OSError) as e:  # Detectron2 asserts that the file exists
-        print(f"export failed: cannot load --weights {args.weights}: {e}", file=sys.stderr)
-        return 2
+        register_user_datasets(args.dataset)
+        # exported models run on CPU here; the traced graph carries no device of its own choosing
+        predictor = LazyPredictor(args.config_file, args.weights, device="cpu", overrides=args.opts)
+    except WeightsMismatchError as e:
+        return _error(f"{e} An export of weights that do not fit would hold random layers.", 1)
+    except (AssertionError, OSError, ValueError, UserDatasetError) as e:
+        return _error(f"cannot load --weights {args.weights}: {e}", 2)
+    for warning in predictor.warnings:
+        print(f"export: warning: {warning}", file=sys.stderr)
     try:
-        inputs = sample_inputs(cfg, args.sample_image)
-        classes = config_class_names(cfg)
+        cfg = predictor.cfg
         exported = export_model(
-            model,
-            inputs,
+            predictor.model,
+            sample_inputs(cfg, args.sample_image),
             args.format,
             args.output,
             atol=args.atol,
             input_format=config_input_format(cfg),
-            extra_info={} if classes is None else {"thing_classes": classes},
+            extra_info=_trained_info(predictor),
             fixed_size=args.fixed_size,
         )
     except ExportError as e:
-        print(f"export failed: {e}", file=sys.stderr)
-        return 2
+        return _error(str(e), 2)
     print(f"wrote {os.path.join(args.output, FILE_NAMES[args.format])} and {INFO_FILE}")
     if exported is None:
         print("onnxruntime is not installed: the ONNX model's outputs were not checked")

@@ -12,6 +12,10 @@ results format (``image_id``, ``category_id`` of the dataset, ``bbox`` XYWH, ``s
 ``segmentation`` RLE for mask models); ``images.json``, the ``image_id`` -> file (and frame) map,
 the picture written for it and the files that were skipped.
 
+The class names and the dataset's category ids are those the weights were trained on (saved with
+them by ``train_net.py``), as are the class count, input format, pixel mean / std and test resize:
+the training's overrides need not be repeated. ``--gt-dataset`` must have the same classes.
+
 Detections are kept at score >= ``--threshold`` (default 0.5), or at their class's LRP-optimal
 threshold from ``--lrp-thresholds FILE`` (written by ``train_net.py --eval-only
 --lrp-thresholds-out FILE``, see docs/evaluation.md). ``KEY=VALUE`` overrides the config (e.g.
@@ -109,6 +113,12 @@ def argument_parser() -> argparse.ArgumentParser:
         default="video",
         help="a video's drawn frames as an .mp4 video or as one picture per frame",
     )
+    parser.add_argument(
+        "--allow-partial-weights",
+        action="store_true",
+        help="run even if the checkpoint's keys do not all match the model (the others stay "
+        "randomly initialised)",
+    )
     add_dataset_argument(parser)
     parser.add_argument("opts", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     return parser
@@ -171,11 +181,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             class_thresholds=args.lrp_thresholds,
             overrides=args.opts,
             metadata=metadata,
+            allow_partial_weights=args.allow_partial_weights,
         )
     except WeightsMismatchError as e:
-        return _error(str(e), 1)
+        return _error(f"{e} (--allow-partial-weights runs it anyway)", 1)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         return _error(str(e), 2)
+    for warning in predictor.warnings:
+        print(f"predict: warning: {warning}", file=sys.stderr)
 
     os.makedirs(args.output, exist_ok=True)
     run = PredictionRun(

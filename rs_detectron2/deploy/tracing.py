@@ -25,7 +25,6 @@ import torch
 from torch import nn
 
 from detectron2.config import instantiate
-from detectron2.data import MetadataCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.export import TracingAdapter
@@ -39,7 +38,6 @@ __all__ = [
     "EXPORT_FORMATS",
     "ExportError",
     "compare_instances",
-    "config_class_names",
     "config_input_format",
     "export_model",
     "rescaled",
@@ -289,14 +287,3 @@ def export_model(
                 "--fixed-size; otherwise run the eager model."
             ) from e
     return exported
-
-
-def config_class_names(cfg) -> Optional[List[str]]:
-    """The ``thing_classes`` of the config's (first) test dataset, None when the config has no
-    test loader or the dataset is not registered in this process."""
-    try:
-        names = cfg.dataloader.test.dataset.names
-        classes = MetadataCatalog.get(names if isinstance(names, str) else names[0]).thing_classes
-    except Exception:  # no dataloader, or a dataset this process has not registered
-        return None
-    return list(classes)

@@ -10,6 +10,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from .guard import NonFiniteLossError
+from .model_info import MODEL_INFO_KEY
 
 __all__ = ["AtomicCheckpointer", "existing_checkpoint", "load_weights", "move_run_aside"]
 
@@ -51,9 +52,13 @@ class AtomicCheckpointer(DetectionCheckpointer):
     to Detectron2's behaviour.
 
     After :meth:`load`, :meth:`incompatible_keys` says which weights did not match the model.
+    When :attr:`model_info` is set (:func:`~rs_detectron2.engine.model_info.model_info_from_config`:
+    the classes, input format, pixel statistics and test resize the model is trained for), every
+    checkpoint saved carries it as its ``"model_info"`` entry.
     """
 
     last_incompatible = None  # fvcore's _IncompatibleKeys of the last load, None before any
+    model_info = None  # dict saved with every checkpoint, None: none
 
     def _load_model(self, checkpoint):
         # Detectron2 only logs the keys that did not load; keep them so the caller can refuse.
@@ -85,6 +90,8 @@ class AtomicCheckpointer(DetectionCheckpointer):
         so that ``last_checkpoint`` always names good weights."""
         if self.save_dir and self.save_to_disk:
             _check_finite_weights(self.model, name)
+        if self.model_info is not None:
+            kwargs = {MODEL_INFO_KEY: self.model_info, **kwargs}
         if not self.save_dir or not self.save_to_disk or not _is_local(self.save_dir):
             return super().save(name, **kwargs)
         data = {"model": self.model.state_dict()}

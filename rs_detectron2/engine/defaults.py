@@ -23,6 +23,8 @@ from detectron2.utils.events import EventWriter
 
 from ..data import UserDatasetError, add_dataset_argument, register_user_datasets
 from .checkpoint import load_weights, move_run_aside
+from .model_info import read_model_info
+from .predictor import WeightsMismatchError
 from .startup_checks import (
     ConfigError,
     DataError,
@@ -168,19 +170,20 @@ def prepare_run(args, prog: str = "train_net.py"):
 
 
 def load_eval_weights(model: torch.nn.Module, cfg, args) -> None:
-    """Load ``cfg.train.init_checkpoint`` into ``model`` for ``--eval-only``.
+    """Load ``cfg.train.init_checkpoint`` into ``model`` for ``--eval-only`` (``cfg`` from
+    :func:`~rs_detectron2.engine.evaluation_config`, with what the weights were trained for).
 
     Raises:
         SystemExit: (status 1) weights that do not match the model (missing, unexpected or
         reshaped keys), unless ``args.allow_partial_weights``.
     """
-    problems = load_weights(model, cfg.train.init_checkpoint)
+    weights = cfg.train.init_checkpoint
+    problems = load_weights(model, weights)
     if problems and not args.allow_partial_weights:
-        details = "\n  ".join(problems)
+        error = WeightsMismatchError(weights, problems, read_model_info(weights))
         raise SystemExit(
-            f"--eval-only: {cfg.train.init_checkpoint} does not match the model of "
-            f"{args.config_file}:\n  {details}\nIs it a checkpoint of this config? Pass "
-            "--allow-partial-weights to evaluate anyway."
+            f"--eval-only: {error} Pass --allow-partial-weights to evaluate anyway "
+            f"(config {args.config_file})."
         )
 
 

@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig
 
 from detectron2.config import LazyConfig, instantiate
-from detectron2.data import MetadataCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.data.catalog import Metadata
 from detectron2.structures import Instances
@@ -33,8 +33,16 @@ from .. import data  # noqa: F401
 from ..evaluation.thresholds import read_thresholds, resolve_class_thresholds
 from ..model_zoo import get_config_file
 from .checkpoint import load_weights
+from .model_info import (
+    ModelInfoMismatch,
+    adopt_model_info,
+    check_dataset_classes,
+    class_count,
+    metadata_from_info,
+    read_model_info,
+)
 
-__all__ = ["LazyPredictor", "WeightsMismatchError", "load_lazy_config"]
+__all__ = ["LazyPredictor", "ModelInfoMismatch", "WeightsMismatchError", "load_lazy_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +50,40 @@ INPUT_FORMATS = ("BGR", "RGB")
 
 
 class WeightsMismatchError(ValueError):
-    """The checkpoint's weights do not match the model of the config."""
+    """The checkpoint's weights do not match the model of the config.
+
+    Attributes:
+        weights (str): the checkpoint.
+        problems (list[str]): the keys that did not match
+            (:meth:`~rs_detectron2.engine.AtomicCheckpointer.incompatible_keys`).
+    """
+
+    def __init__(self, weights: str, problems: Sequence[str], info: Optional[Mapping] = None):
+        self.weights, self.problems = weights, list(problems)
+        trained = ""
+        if info and info.get("config_file"):
+            trained = f" They were trained with {info['config_file']}: use that config."
+        super().__init__(
+            f"the weights {weights} do not match the model of the config:\n  "
+            + "\n  ".join(self.problems)
+            + f"\nIs it a checkpoint of this config?{trained}"
+        )
+
+
+def _config_and_weights(config, weights, overrides):
+    """The config with what the weights were trained for (see :func:`adopt_model_info`), the
+    weights (``train.init_checkpoint`` when None) and their model_info."""
+    cfg = load_lazy_config(config, overrides)
+    if weights is None:
+        weights = cfg.get("train", {}).get("init_checkpoint", "")
+    if not weights:
+        raise ValueError("LazyPredictor needs weights: pass weights= or set train.init_checkpoint")
+    if "://" not in weights and not os.path.isfile(weights):
+        raise FileNotFoundError(f"weights {weights} do not exist")
+    info = read_model_info(weights)
+    if info:
+        cfg = adopt_model_info(load_lazy_config(config), info, overrides, weights)
+    return cfg, weights, info
 
 
 def load_lazy_config(config, overrides: Sequence[str] = ()) -> DictConfig:
@@ -96,10 +137,22 @@ class LazyPredictor:
     ``pred_classes``, and ``pred_masks`` for mask models), on the CPU, sorted as the model sorts
     them, holding only the detections at or above their score threshold.
 
+    Weights written by this package's training carry what the model was trained for
+    (:mod:`~rs_detectron2.engine.model_info`): the class count, names and category ids, the input
+    format, pixel mean / std and the test resize. They are used instead of the config's, so a
+    model runs as it was trained without repeating the training's overrides; an override that
+    contradicts them stops with :class:`ModelInfoMismatch`.
+
     Attributes:
-        cfg: the config (with the overrides).
+        cfg: the config (with what the weights were trained for, and the overrides).
         model: the model, in eval mode on :attr:`device`.
-        metadata (Metadata): the metadata of the config's test dataset (``thing_classes``, ...).
+        model_info (dict or None): what the weights say they were trained for.
+        metadata (Metadata): the classes: ``thing_classes`` (and
+            ``thing_dataset_id_to_contiguous_id``) of the weights, else of the ``metadata``
+            argument or the config's test dataset when those have the model's class count, else
+            empty (labels are class indices; :attr:`warnings` says why).
+        warnings (list[str]): what the caller should know about the classes (e.g. weights without
+            class names).
         input_format (str): the channel order the model takes.
         thresholds (torch.Tensor or None): (K,) the per-class score thresholds in use (a class
             without its own has the global threshold, or 0), None when nothing is filtered.
@@ -132,21 +185,29 @@ class LazyPredictor:
                 model's) or a dict {class index or name: threshold}.
             overrides: ``KEY=VALUE`` config overrides.
             image_format: "BGR" or "RGB", the channel order of the images given to the predictor.
-            metadata: the classes' metadata; None takes that of the config's test dataset.
-            allow_partial_weights: load a checkpoint whose keys do not all match the model.
+            metadata: the classes' metadata of a dataset the images belong to (e.g. to compare
+                with its ground truth); its classes must be the model's. None: the weights'.
+            allow_partial_weights: load a checkpoint whose keys do not all match the model
+                (the keys that do not match keep their random initialisation).
 
         Raises:
             FileNotFoundError: the config or the weights do not exist.
             WeightsMismatchError: weights of another model.
+            ModelInfoMismatch: overrides or ``metadata`` that contradict what the weights were
+                trained for.
             ValueError: no weights, a bad image format, or thresholds that do not fit the model's
                 classes.
         """
         if image_format not in INPUT_FORMATS:
             raise ValueError(f"image_format must be one of {INPUT_FORMATS}, got {image_format!r}")
-        self.cfg = load_lazy_config(config, overrides)
         self.image_format = image_format
+        self.warnings: List[str] = []
+        self.cfg, self.weights, self.model_info = _config_and_weights(config, weights, overrides)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.metadata = metadata if metadata is not None else self._test_metadata()
+        self.num_classes = class_count(self.cfg)[1]
+        self.metadata = self._metadata(metadata)
+        for warning in self.warnings:
+            logger.warning(warning)
 
         self.model = instantiate(self.cfg.model)
         self.model.to(self.device).eval()
@@ -157,32 +218,51 @@ class LazyPredictor:
             raise ValueError(
                 f"model.input_format {self.input_format!r} is not one of {INPUT_FORMATS}"
             )
-        self._load_weights(weights, allow_partial_weights)
+        problems = load_weights(self.model, self.weights)
+        if problems and not allow_partial_weights:
+            raise WeightsMismatchError(self.weights, problems, self.model_info)
         augs = self.cfg.get("dataloader", {}).get("test", {}).get("mapper", {}).get("augmentations")
         self.augmentations = T.AugmentationList(instantiate(augs) if augs else [])
         self.thresholds = self._thresholds(score_threshold, class_thresholds)
 
-    def _test_metadata(self) -> Metadata:
-        name = _test_dataset_name(self.cfg)
-        return Metadata() if name is None else MetadataCatalog.get(name)
-
-    def _load_weights(self, weights, allow_partial):
-        if weights is None:
-            weights = self.cfg.get("train", {}).get("init_checkpoint", "")
-        if not weights:
-            raise ValueError(
-                "LazyPredictor needs weights: pass weights= or set train.init_checkpoint"
+    def _metadata(self, given: Optional[Metadata]) -> Metadata:
+        """The classes: the weights', checked against ``given``; else ``given`` or the test
+        dataset's when their class count is the model's; else none (class indices)."""
+        info = self.model_info
+        if info and info.get("thing_classes") is not None:
+            if given is None:
+                return metadata_from_info(info)
+            check_dataset_classes(info, given, given.get("name", "given"), self.weights)
+            return given
+        source = "the metadata given"
+        if given is None:
+            name = _test_dataset_name(self.cfg)
+            registered = name is not None and name in DatasetCatalog.list()
+            given = MetadataCatalog.get(name) if registered else Metadata()
+            source = f"the config's test dataset {name}"
+            if not registered:
+                self.warnings.append(
+                    f"the weights carry no class names and {source} is not registered in this "
+                    "process: detections are labelled by class index"
+                )
+                return Metadata()
+        names = given.get("thing_classes", None)
+        if names is None:
+            self.warnings.append(f"{source} has no class names: detections are labelled by index")
+            return Metadata()
+        if self.num_classes is not None and len(names) != self.num_classes:
+            self.warnings.append(
+                f"the model predicts {self.num_classes} classes but {source} has {len(names)} "
+                f"({', '.join(names[:6])}{', ...' if len(names) > 6 else ''}), and the weights "
+                "carry no class names: detections are labelled by class index"
             )
-        if "://" not in weights and not os.path.isfile(weights):
-            raise FileNotFoundError(f"weights {weights} do not exist")
-        problems = load_weights(self.model, weights)
-        if problems and not allow_partial:
-            raise WeightsMismatchError(
-                f"the weights {weights} do not match the model of the config:\n  "
-                + "\n  ".join(problems)
-                + "\nIs it a checkpoint of this config? (allow_partial_weights=True loads it)"
+            return Metadata()
+        if not info:
+            self.warnings.append(
+                f"the weights carry no class names (not written by rs_detectron2's training): "
+                f"the names are those of {source}"
             )
-        self.weights = weights
+        return given
 
     def _class_names(self) -> Optional[List[str]]:
         names = self.metadata.get("thing_classes", None)
@@ -199,13 +279,19 @@ class LazyPredictor:
         if isinstance(class_thresholds, Mapping):
             if names is None and not all(isinstance(k, int) for k in class_thresholds):
                 raise ValueError(
-                    "class thresholds by name need class names, and the config's test dataset "
-                    "has no thing_classes: key them by class index or pass metadata="
+                    "class thresholds by name need class names, and neither the weights nor the "
+                    "config's test dataset give them: key them by class index or pass metadata="
                 )
-            num = len(names) if names is not None else max(class_thresholds) + 1
+            num = self.num_classes or (len(names) if names else max(class_thresholds) + 1)
             per_class = resolve_class_thresholds(class_thresholds, names, num)
         else:
-            per_class = list(read_thresholds(os.fspath(class_thresholds), names).thresholds)
+            path = os.fspath(class_thresholds)
+            per_class = list(read_thresholds(path, names).thresholds)
+            if self.num_classes is not None and len(per_class) != self.num_classes:
+                raise ValueError(
+                    f"{path} has thresholds for {len(per_class)} classes but the model predicts "
+                    f"{self.num_classes}. Use a thresholds file written for this model."
+                )
         default = 0.0 if score_threshold is None else float(score_threshold)
         values = [default if t is None else t for t in per_class]
         return torch.tensor(values, dtype=torch.float64)
