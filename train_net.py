@@ -15,6 +15,10 @@ the exit statuses, the non-finite stop and exact resume: docs/getting_started.md
 import logging
 import sys
 
+# isort: off
+import rs_detectron2  # noqa: F401  first: it quiets torch's and setuptools' import-time notices
+# isort: on
+
 from detectron2.config import LazyConfig, instantiate
 from detectron2.engine import AMPTrainer, SimpleTrainer, default_setup, hooks, launch
 from detectron2.evaluation import inference_on_dataset, print_csv_format
@@ -29,6 +33,7 @@ from rs_detectron2.engine import (
     ModelInfoMismatch,
     NonFiniteLossError,
     ReseedEveryPeriod,
+    ResumeMismatchError,
     default_argument_parser,
     default_writers,
     evaluation_config,
@@ -169,6 +174,8 @@ def main(args):
         return do_test(cfg, model, args)
     try:
         do_train(args, cfg)
+    except ResumeMismatchError as e:
+        raise SystemExit(f"train_net.py: error: --resume: {e}") from e
     except NonFiniteLossError as e:
         last = existing_checkpoint(cfg.train.output_dir)
         raise SystemExit(
@@ -179,6 +186,7 @@ def main(args):
 
 def invoke_main() -> None:
     # the start-up checks run once, here, before the training processes are launched
+    # options may follow the KEY=VALUE overrides (the parser parses them intermixed)
     args = prepare_run(default_argument_parser().parse_args())
     launch(
         main,

@@ -208,7 +208,7 @@ def test_overwrite_moves_the_earlier_run_aside(tmp_path, polygons):
     for name, content in earlier.items():
         (out / name).write_bytes(content)
     # without --overwrite (or --resume) the earlier run is refused
-    err = _fails(TINY_FASTER, str(out), *_short_run("rs_shapes_train"), status=1)
+    err = _fails(TINY_FASTER, str(out), *_short_run("rs_shapes_train"), status=2)
     assert "already holds checkpoints" in err
     proc = run_train_net(
         TINY_FASTER,
@@ -266,3 +266,74 @@ def test_override_near_a_sibling_of_a_kwargs_callable_is_refused():
         check_overrides(cfg, ["dataloader.train.num_worker=2"])
     with pytest.raises(ConfigError, match="expects an int .* not None"):
         check_overrides(cfg, ["train.max_iter=null"])
+
+
+def test_options_may_follow_the_overrides():
+    from rs_detectron2.engine import default_argument_parser
+
+    argv = ["--config-file", "c.py", "a.b=1", "--dataset", "x:y.json:z", "c.d=2", "--resume"]
+    args = default_argument_parser().parse_args(argv)
+    assert args.opts == ["a.b=1", "c.d=2"] and args.dataset == ["x:y.json:z"] and args.resume
+
+
+def test_help_shows_lazyconfig_examples_and_no_import_notices():
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "train_net.py", "--help"], cwd=REPO, capture_output=True, text=True
+    )
+    assert proc.returncode == 0
+    assert "--eval-only train.init_checkpoint=OUTPUT_DIR/model_final.pth" in proc.stdout
+    assert "options may come before or after them" in proc.stdout
+    assert "MODEL.WEIGHTS" not in proc.stdout and "cfg.yaml" not in proc.stdout
+    for cmd in (["train_net.py", "--help"], ["-m", "rs_detectron2.predict", "--help"]):
+        proc = subprocess.run([sys.executable, *cmd], cwd=REPO, capture_output=True, text=True)
+        assert proc.returncode == 0 and "Warning" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "overrides, flags, expected",
+    [
+        (["train.device=cuda"], [], "no CUDA device is visible"),
+        (["train.amp.enabled=True"], [], "train.amp.enabled=True needs a CUDA device"),
+        (["train.max_itr=2", "--dataset", "a:b.json:c"], [], "did you mean train.max_iter?"),
+    ],
+)
+def test_a_run_that_cannot_start_exits_with_status_2(tmp_path, capsys, overrides, flags, expected):
+    from rs_detectron2.engine import default_argument_parser, prepare_run
+
+    if "train.device=cuda" in overrides and torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible")
+    argv = ["--config-file", os.path.join(REPO, TINY_FASTER), *overrides, *flags]
+    argv.append(f"train.output_dir={tmp_path / 'out'}")
+    with pytest.raises(SystemExit) as e:
+        prepare_run(default_argument_parser().parse_args(argv))
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("train_net.py: error: ") and expected in err
+
+
+def test_noncontiguous_category_ids_load_without_detectron2s_warning(tmp_path, caplog):
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from rs_detectron2.data import register_user_dataset
+
+    root = str(tmp_path)
+    json_file = _write_dataset(root, num_images=2)
+    with open(json_file) as f:
+        data = json.load(f)
+    for a in data["annotations"]:
+        a["category_id"] = {1: 7, 2: 30}[a["category_id"]]
+    data["categories"] = [{"id": 7, "name": "disc"}, {"id": 30, "name": "block"}]
+    with open(json_file, "w") as f:
+        json.dump(data, f)
+    register_user_dataset("ids_7_30", json_file, root)
+    try:
+        with caplog.at_level("WARNING"):
+            dicts = DatasetCatalog.get("ids_7_30")
+    finally:
+        DatasetCatalog.remove("ids_7_30")
+        MetadataCatalog.remove("ids_7_30")
+    assert {a["category_id"] for d in dicts for a in d["annotations"]} == {0, 1}
+    assert "Category ids in annotations" not in caplog.text

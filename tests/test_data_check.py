@@ -191,6 +191,17 @@ def test_zero_area_mask_and_rle_size(run):
     assert "annotation 102 in 002.png (RLE size [41, 60], image 40 x 60" in out
 
 
+def test_two_point_polygon_is_counted_once_as_dropped(run):
+    data = _coco()
+    data["annotations"][0]["segmentation"] = [[10.0, 10.0, 30.0, 30.0]]  # Detectron2 drops it
+    rc, out = run(data)
+    assert rc == 0, out
+    # the statistics and the warning say the same: training drops that annotation
+    assert "training would drop 1 degenerate annotations (1 empty_segmentation)" in out
+    assert "1 annotations are degenerate (1 empty_segmentation): training drops them" in out
+    assert "would drop 0" not in out
+
+
 def _rle_data():
     from pycocotools import mask as mask_utils
 

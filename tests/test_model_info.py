@@ -295,3 +295,51 @@ def test_checkpoints_carry_model_info_and_adoption_sets_linked_keys(tmp_path):
     checkpointer.model_info = {"thing_classes": ["a", "b"]}
     checkpointer.save("m")
     assert read_model_info(str(tmp_path / "m.pth")) == {"thing_classes": ["a", "b"]}
+
+
+def test_predict_with_weights_of_another_model_names_its_flag(run, tmp_path, capsys):
+    record, _ = _image()
+    status = predict_main(
+        ["--config-file", TINY_FASTER, "--weights", _weights(run), "--input", record["file_name"]]
+        + ["--output", str(tmp_path / "p"), "--device", "cpu"]
+    )
+    err = capsys.readouterr().err
+    assert status == 1 and "not in the model" in err and "rs_mask_rcnn_tiny.py" in err
+    assert "--allow-partial-weights" in err and "allow_partial_weights=True" not in err
+
+
+@pytest.mark.parametrize(
+    "config, overrides",
+    [
+        (TINY_FASTER, ["model.roi_heads.num_classes=4"]),  # another architecture
+        (TINY_MASK, ["model.roi_heads.num_classes=4", "optimizer.weight_decay=0.0"]),  # same: ok
+    ],
+)
+def test_resume_with_another_config_says_which_config_wrote_the_run(
+    run, board, tmp_path, config, overrides
+):
+    out = tmp_path / "out"  # a copy: the module's run stays as it is
+    out.mkdir()
+    for name in ("model_final.pth", "last_checkpoint"):
+        (out / name).write_bytes(open(os.path.join(run, name), "rb").read())
+    proc = run_train_net(
+        config,
+        str(out),
+        f"dataloader.train.dataset.names={BOARD}",
+        f"dataloader.test.dataset.names={BOARD}",
+        f"train.max_iter={ITERS + 1}",
+        "train.eval_period=0",
+        "dataloader.train.total_batch_size=2",
+        *overrides,
+        flags=["--resume", "--dataset", board, "--check-images", "none"],
+        check=False,
+        timeout=600,
+    )
+    if config == TINY_MASK:  # the config that wrote the run resumes it
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    err = proc.stderr
+    assert f"--resume: cannot resume from {out}/model_final.pth, written by" in err
+    assert "rs_mask_rcnn_tiny.py" in err and "keys not in the model" in err
+    assert "train.init_checkpoint=" in err and "Traceback" not in err

@@ -117,6 +117,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         facts, problems = _load_config(args, overrides)
         findings += problems
         names += [n for n in facts.train_names + facts.test_names if n not in names]
+        if facts.class_count_problem:
+            findings.append(
+                Finding(
+                    ERROR, "", f"{args.config_file}: {facts.class_count_problem}", code="config"
+                )
+            )
     if not names and not findings:
         parser.error("give dataset names, --dataset or --config-file")
     for name in dict.fromkeys(names):
@@ -126,6 +132,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             num_classes=facts.num_classes if train else None,
             num_classes_key=facts.num_classes_key,
             mask_format=facts.mask_format if train else None,
+            needs_masks=facts.needs_masks and train,
+            box_only_config=facts.box_only_config,
             images=not args.no_images,
             sample=args.sample,
             progress=not args.no_progress,

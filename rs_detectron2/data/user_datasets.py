@@ -71,6 +71,19 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+
+class _ArbitraryCategoryIds(logging.Filter):
+    """Drops Detectron2's "Category ids in annotations are not in [1, #categories]! We'll apply a
+    mapping" warning: any integer ids are fine here (the loader maps them to contiguous ids and
+    every output maps them back), so the warning only worried users with correct data."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Category ids in annotations are not in [1, #categories]" not in record.getMessage()
+
+
+# Once, at import: Detectron2's COCO loader logs through this logger.
+logging.getLogger("detectron2.data.datasets.coco").addFilter(_ArbitraryCategoryIds())
+
 _REPORT_KEY = "user_dataset_report"  # metadata key holding the registration's AnnotationReport
 
 

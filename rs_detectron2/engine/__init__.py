@@ -1,7 +1,14 @@
-from .checkpoint import AtomicCheckpointer, existing_checkpoint, load_weights, move_run_aside
+from .checkpoint import (
+    AtomicCheckpointer,
+    ResumeMismatchError,
+    existing_checkpoint,
+    load_weights,
+    move_run_aside,
+)
 from .clip import ClipGradNorm
 from .defaults import (
     IMAGE_SAMPLE,
+    CommandLineParser,
     default_argument_parser,
     default_writers,
     load_eval_weights,
@@ -25,6 +32,8 @@ from .schedule import EpochSchedule, resolve_epoch_schedule
 __all__ = [
     "IMAGE_SAMPLE",
     "AtomicCheckpointer",
+    "CommandLineParser",
+    "ResumeMismatchError",
     "ClipGradNorm",
     "EpochSchedule",
     "FiniteLossGuard",

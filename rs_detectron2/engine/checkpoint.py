@@ -10,9 +10,15 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from .guard import NonFiniteLossError
-from .model_info import MODEL_INFO_KEY
+from .model_info import MODEL_INFO_KEY, read_model_info
 
-__all__ = ["AtomicCheckpointer", "existing_checkpoint", "load_weights", "move_run_aside"]
+__all__ = [
+    "AtomicCheckpointer",
+    "ResumeMismatchError",
+    "existing_checkpoint",
+    "load_weights",
+    "move_run_aside",
+]
 
 
 def _is_local(path: str) -> bool:
@@ -45,6 +51,26 @@ def _check_finite_weights(model: torch.nn.Module, name: str) -> None:
     )
 
 
+class ResumeMismatchError(ValueError):
+    """``--resume`` found a checkpoint of another model or optimiser in the output folder.
+
+    Attributes:
+        checkpoint (str): the checkpoint it would resume from.
+        problems (list[str]): what did not fit (weights, optimiser state).
+    """
+
+    def __init__(self, checkpoint: str, problems: List[str]):
+        self.checkpoint, self.problems = checkpoint, list(problems)
+        info = read_model_info(checkpoint) or {}
+        written = f", written by {info['config_file']}" if info.get("config_file") else ""
+        super().__init__(
+            f"cannot resume from {checkpoint}{written}: it does not fit this config's model or "
+            "optimiser:\n  " + "\n  ".join(self.problems) + "\nResume with the config that "
+            "wrote it, or start a new run from its weights: another train.output_dir (or "
+            f"--overwrite) and train.init_checkpoint={checkpoint}."
+        )
+
+
 class AtomicCheckpointer(DetectionCheckpointer):
     """DetectionCheckpointer whose checkpoint files and ``last_checkpoint`` tag are written to a
     temporary file and renamed into place, so a run killed at any moment leaves either the previous
@@ -64,6 +90,25 @@ class AtomicCheckpointer(DetectionCheckpointer):
         # Detectron2 only logs the keys that did not load; keep them so the caller can refuse.
         self.last_incompatible = super()._load_model(checkpoint)
         return self.last_incompatible
+
+    def resume_or_load(self, path: str, *, resume: bool = True):
+        """Detectron2's ``resume_or_load``, except that a resumed checkpoint must be of this model
+        and optimiser: one whose weights do not all fit the model, or whose optimiser or scheduler
+        state does not fit theirs, raises :class:`ResumeMismatchError` (a fresh start from
+        ``path`` may load weights partially, as fine-tuning does)."""
+        resuming = resume and self.has_checkpoint()
+        last = self.get_checkpoint_file() if resuming else None
+        self.last_incompatible = None
+        try:
+            checkpoint = super().resume_or_load(path, resume=resume)
+        except ValueError as e:  # torch's optimiser: groups or sizes of another model
+            if not resuming:
+                raise
+            problems = self.incompatible_keys() + [f"optimiser state: {e}"]
+            raise ResumeMismatchError(last, problems) from e
+        if resuming and self.incompatible_keys():
+            raise ResumeMismatchError(last, self.incompatible_keys())
+        return checkpoint
 
     def incompatible_keys(self) -> List[str]:
         """Lines describing the weights of the last :meth:`load` that did not match the model:

@@ -11,6 +11,7 @@ data or the weights cannot be used).
 """
 
 import argparse
+import os
 import sys
 from typing import List, Optional
 
@@ -39,6 +40,7 @@ from .startup_checks import (
 
 __all__ = [
     "IMAGE_SAMPLE",
+    "CommandLineParser",
     "default_argument_parser",
     "default_writers",
     "load_eval_weights",
@@ -51,12 +53,58 @@ __all__ = [
 IMAGE_SAMPLE = 100
 
 
+class CommandLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose :meth:`parse_args` takes options anywhere on the line, also
+    after ``KEY=VALUE`` overrides (``... train.max_iter=10 --dataset NAME:JSON:ROOT``): argparse's
+    intermixed parsing. The positional overrides take ``nargs="*"``."""
+
+    def parse_args(self, args=None, namespace=None):
+        return self.parse_intermixed_args(args, namespace)
+
+
+def _epilog(prog: str) -> str:
+    return f"""
+Overrides are KEY=VALUE items of the LazyConfig (Detectron2's Hydra syntax: 2 int, 2.0 float,
+true bool, null None, [a,b] list); options may come before or after them.
+
+Examples:
+  {prog} --config-file configs/COCO-Detection/rs_faster_rcnn_R_50_FPN_1x.py --num-gpus 8
+  {prog} --config-file CFG --dataset mine:ann.json:images/ \\
+      dataloader.train.dataset.names=mine model.roi_heads.num_classes=4
+  {prog} --config-file CFG --eval-only train.init_checkpoint=OUTPUT_DIR/model_final.pth
+  {prog} --config-file CFG --resume     # continue the run in train.output_dir
+
+Exit status: 0 done, 2 the command line or the config cannot work, 1 the data or the weights
+cannot be used (or training stopped on a non-finite loss). More: docs/getting_started.md.
+"""
+
+
 def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
     """Detectron2's ``default_argument_parser`` (``--config-file``, ``--resume``,
     ``--eval-only``, ``--num-gpus``, ... and ``KEY=VALUE`` overrides) with the flags of
     rs_detectron2's training: ``--overwrite``, ``--skip-checks``, ``--check-images``,
-    ``--allow-partial-weights``, ``--lrp-thresholds-out`` and ``--dataset`` (repeatable)."""
-    parser = d2_default_argument_parser(epilog)
+    ``--allow-partial-weights``, ``--lrp-thresholds-out`` and ``--dataset`` (repeatable).
+
+    The parser is a :class:`CommandLineParser` (options may follow the overrides), and its help
+    shows LazyConfig examples (``epilog`` replaces them)."""
+    prog = os.path.basename(sys.argv[0]) or "train_net.py"
+    d2_parser = d2_default_argument_parser(epilog or _epilog(prog))
+    parser = CommandLineParser(
+        parents=[d2_parser],
+        add_help=False,
+        epilog=d2_parser.epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for action in parser._actions:
+        if action.dest == "opts":
+            action.nargs = "*"
+            action.metavar = "KEY=VALUE"
+            action.help = "config overrides, e.g. train.max_iter=1000 (see below)"
+        elif action.dest == "resume":
+            action.help = (
+                "continue the run in train.output_dir from its last checkpoint (model, optimiser, "
+                "schedule, iteration and data stream); the checkpoint must be of this config"
+            )
     parser.add_argument(
         "--overwrite",
         action="store_true",
@@ -140,8 +188,9 @@ def prepare_run(args, prog: str = "train_net.py"):
     Returns:
         ``args``, with the overrides the checks add appended to ``args.opts``.
     Raises:
-        SystemExit: with the message of a failed check on stderr (status 2: command line or config;
-        1: data, or a run that cannot start as asked).
+        SystemExit: with the message of a failed check on stderr (status 2: the command line, the
+        config or a run that cannot start as asked: the device, an earlier run's folder; 1: the
+        data).
     """
     if args.lrp_thresholds_out and not args.eval_only:
         raise _fail(prog, "--lrp-thresholds-out needs --eval-only", 2)
@@ -156,9 +205,7 @@ def prepare_run(args, prog: str = "train_net.py"):
             eval_only=args.eval_only,
         )
         args.opts = list(args.opts) + start_up_checks(cfg, args, prog)
-    except StartError as e:
-        raise SystemExit(str(e)) from e
-    except ConfigError as e:
+    except (StartError, ConfigError) as e:
         raise _fail(prog, e, 2) from e
     except (DataError, UserDatasetError) as e:
         raise _fail(prog, e, 1) from e

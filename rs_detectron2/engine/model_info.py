@@ -27,6 +27,8 @@ from detectron2.data import transforms as T
 from detectron2.data.catalog import Metadata
 from detectron2.utils.registry import locate
 
+from ..data import class_count_key
+
 __all__ = [
     "MODEL_INFO_KEY",
     "MODEL_INFO_VERSION",
@@ -56,16 +58,10 @@ class ModelInfoMismatch(ValueError):
 
 
 def class_count(cfg) -> Tuple[Optional[str], Optional[int]]:
-    """The config key that sets the model's number of classes and its value:
-    ``model.roi_heads.num_classes`` (R-CNN models) or ``model.num_classes`` (the others);
-    ``(None, None)`` for a model without one (e.g. an RPN alone)."""
-    model = cfg.get("model", {})
-    if "roi_heads" in model and "num_classes" in model.roi_heads:
-        key, value = "model.roi_heads.num_classes", model.roi_heads.num_classes
-    elif "num_classes" in model:
-        key, value = "model.num_classes", model.num_classes
-    else:
-        return None, None
+    """The config key that sets the model's number of classes and its value
+    (:func:`rs_detectron2.data.class_count_key`); the value is None when it is not an int, both
+    are None for a model without one (e.g. an RPN alone)."""
+    key, value = class_count_key(cfg)
     return key, value if isinstance(value, int) else None
 
 

@@ -42,6 +42,8 @@ from ..data import (
     MASK_FORMAT_KEY,
     ConfigFacts,
     check_dataset,
+    class_count_disagreement,
+    class_count_key,
     config_facts,
     format_findings,
     required_mask_format,
@@ -96,7 +98,8 @@ def parse_overrides(overrides: Sequence[str]) -> List[Tuple[str, Any]]:
     """
     for o in overrides:
         if "=" not in o:
-            raise ConfigError(f"override {o!r} is not KEY=VALUE")
+            hint = " (an option? see --help for its spelling)" if o.startswith("-") else ""
+            raise ConfigError(f"override {o!r} is not KEY=VALUE{hint}")
     try:
         from hydra.core.override_parser.overrides_parser import OverridesParser
     except ImportError:  # Detectron2's fallback without Hydra
@@ -236,6 +239,9 @@ def check_overrides(cfg, overrides: Sequence[str]) -> None:
             if takes_kwargs and (nearest is None or nearest.rpartition(".")[0] != parent_key):
                 continue  # passed on through **kwargs, and not a near miss of a sibling key
             hint = f"; did you mean {nearest}?" if nearest else ""
+            count_key = class_count_key(cfg)[0] if name == "num_classes" else None
+            if count_key:
+                hint = f"; this model's class count is {count_key} (the other keys follow it)"
             raise ConfigError(f"unknown config key {key!r} in override {key}={value}{hint}")
         if value is None:
             # a LazyCall node may be dropped (None: the component is off, e.g. an epoch schedule)
@@ -254,15 +260,20 @@ def check_overrides(cfg, overrides: Sequence[str]) -> None:
 
 def load_checked_config(config_file: str, overrides: Sequence[str], check: bool = True):
     """The LazyConfig of ``config_file`` with the ``KEY=VALUE`` ``overrides`` applied; with
-    ``check``, the overrides are first checked by :func:`check_overrides`.
+    ``check``, the overrides are first checked by :func:`check_overrides`, and the result's
+    class-count keys must agree (:func:`rs_detectron2.data.class_count_disagreement`).
 
     Raises:
-        ConfigError: see :func:`check_overrides`.
+        ConfigError: see :func:`check_overrides`, or the class-count keys that disagree.
     """
     cfg = LazyConfig.load(config_file)
     if check:
         check_overrides(cfg, overrides)
-    return LazyConfig.apply_overrides(cfg, list(overrides))
+    cfg = LazyConfig.apply_overrides(cfg, list(overrides))
+    problem = class_count_disagreement(cfg) if check else None
+    if problem:
+        raise ConfigError(problem)
+    return cfg
 
 
 def check_device(cfg) -> None:
@@ -315,14 +326,17 @@ def check_datasets_registered(names: Sequence[str]) -> None:
 
 
 def check_class_count(facts: ConfigFacts) -> None:
-    """The model predicts as many classes as each training dataset has (``thing_classes`` of its
-    metadata, read without loading the data; datasets without it are not checked).
+    """Every class-count key of the model agrees with the others, and the model predicts as many
+    classes as each training dataset has (``thing_classes`` of its metadata, read without loading
+    the data; datasets without it are not checked).
 
     Args:
         facts: the config's :class:`rs_detectron2.data.ConfigFacts`.
     Raises:
         ConfigError: with the override that fixes the model.
     """
+    if facts.class_count_problem:
+        raise ConfigError(facts.class_count_problem)
     key, num_classes = facts.num_classes_key, facts.num_classes
     if num_classes is None:
         return
@@ -378,6 +392,8 @@ def check_data(facts: ConfigFacts, images: str, sample: int) -> str:
             num_classes=facts.num_classes,
             num_classes_key=facts.num_classes_key,
             mask_format=facts.mask_format,
+            needs_masks=facts.needs_masks,
+            box_only_config=facts.box_only_config,
             images=images != "none",
             sample=sample if images == "sample" else None,
             progress=True,

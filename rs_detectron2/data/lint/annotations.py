@@ -397,7 +397,8 @@ def _check_annotation_content(rep: AnnotationReport, anns: list, image_ids: set)
         rep.add(
             WARNING,
             f"{n} annotations are degenerate ({reasons}): training drops them "
-            "(rs_detectron2.data.sanitize, with counts).",
+            "(Detectron2's loader drops polygons of fewer than 3 points, "
+            "rs_detectron2.data.sanitize the rest, with counts).",
             "fix or remove them to train on these objects",
             count=n,
             code="degenerate",

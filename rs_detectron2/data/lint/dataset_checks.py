@@ -23,6 +23,12 @@ from .annotations import (
     read_annotation_json,
     summary_findings,
 )
+from .config_checks import (
+    box_only_config,
+    class_count_disagreement,
+    class_count_key,
+    model_trains_masks,
+)
 from .findings import ERROR, INFO, WARNING, Finding, examples
 from .geometry_checks import ImageRecord, check_geometry
 from .image_checks import check_image_files
@@ -59,6 +65,12 @@ class ConfigFacts:
             ``"model.num_classes"`` for dense detectors), None without one.
         mask_format: the training mapper's ``instance_mask_format`` ("polygon", Detectron2's
             default, or "bitmask") when it loads masks, None when it does not.
+        class_count_problem: None when every class-count key of the model agrees with
+            ``num_classes_key``, else the message that names them
+            (:func:`~.config_checks.class_count_disagreement`).
+        needs_masks: the model trains on ground-truth masks (Mask R-CNN, SOLOv2, YOLACT).
+        box_only_config: for a mask model, the box-only config to train instead on data without
+            masks (:func:`~.config_checks.box_only_config`), None when none is found.
     """
 
     train_names: List[str] = field(default_factory=list)
@@ -66,6 +78,9 @@ class ConfigFacts:
     num_classes: Optional[int] = None
     num_classes_key: Optional[str] = None
     mask_format: Optional[str] = None
+    class_count_problem: Optional[str] = None
+    needs_masks: bool = False
+    box_only_config: Optional[str] = None
 
 
 def _train_mask_format(cfg) -> Optional[str]:
@@ -83,15 +98,20 @@ def config_facts(config_file: str, overrides: Sequence[str] = ()) -> ConfigFacts
     cfg = LazyConfig.apply_overrides(LazyConfig.load(config_file), list(overrides))
     train = _names(cfg.dataloader.train.dataset.get("names")) if "train" in cfg.dataloader else []
     test = _names(cfg.dataloader.test.dataset.get("names")) if "test" in cfg.dataloader else []
-    model = cfg.get("model", {})
-    key, num_classes = None, None
-    if "roi_heads" in model and "num_classes" in model.roi_heads:
-        key, num_classes = "model.roi_heads.num_classes", model.roi_heads.num_classes
-    elif "num_classes" in model:
-        key, num_classes = "model.num_classes", model.num_classes
+    key, num_classes = class_count_key(cfg)
     if not isinstance(num_classes, int):
         num_classes = None
-    return ConfigFacts(train, test, num_classes, key, _train_mask_format(cfg))
+    needs_masks = model_trains_masks(cfg)
+    return ConfigFacts(
+        train,
+        test,
+        num_classes,
+        key,
+        _train_mask_format(cfg),
+        class_count_disagreement(cfg),
+        needs_masks,
+        box_only_config(config_file) if needs_masks else None,
+    )
 
 
 def dataset_names_from_config(
@@ -255,8 +275,11 @@ def _check_dicts_without_json(name: str, dicts: List[dict], opts: dict) -> List[
     return out
 
 
-def _check_loaded(name: str, has_json: bool, opts: dict) -> List[Finding]:
-    """Load through the catalog as training does and count what the sanitiser drops."""
+def _check_loaded(name: str, rep: Optional[AnnotationReport], opts: dict) -> List[Finding]:
+    """Load through the catalog as training does and count what training drops: the annotation
+    file's degenerate annotations (``rep``, whether Detectron2's loader or the sanitiser drops
+    them), else what the sanitiser drops of the loaded dicts."""
+    has_json = rep is not None
     try:
         dicts = DatasetCatalog.get(name)
     except Exception as e:  # any loader failure is a finding about this dataset
@@ -272,6 +295,9 @@ def _check_loaded(name: str, has_json: bool, opts: dict) -> List[Finding]:
     classes = MetadataCatalog.get(name).get("thing_classes") or []
     _, counts = sanitize_dataset_dicts(dicts, len(classes) or None, dataset_name=name, log=False)
     dropped = {k: v for k, v in counts.items() if v and k != "polygons_removed"}
+    if has_json:  # Detectron2's loader drops some (polygons of < 3 points) before the sanitiser
+        for reason, n in rep.degenerate.items():
+            dropped[reason] = max(dropped.get(reason, 0), n)
     detail = f" ({', '.join(f'{v} {k}' for k, v in dropped.items())})" if dropped else ""
     out = [
         Finding(
@@ -334,12 +360,29 @@ def _mask_finding(name: str, rle: int, mask_format: Optional[str]) -> List[Findi
     return [Finding(WARNING, name, message, fix, count=rle, code="mask_format")]
 
 
+def _no_mask_finding(name: str, annotations: int, box_config: Optional[str]) -> List[Finding]:
+    message = (
+        f"{name} has boxes only (none of its {annotations} annotations has a 'segmentation') but "
+        "the config's model trains on masks: training would fail at iteration 0 (no gt_masks)"
+    )
+    if box_config:
+        fix = f"train the box-only config {box_config} instead (or add masks to the data)"
+    else:
+        fix = (
+            "train a box-only config instead (Faster R-CNN or ATSS, e.g. "
+            "configs/COCO-Detection/rs_faster_rcnn_R_50_FPN_1x.py), or add masks to the data"
+        )
+    return [Finding(ERROR, name, message, fix, count=annotations, code="no_masks")]
+
+
 def check_dataset(
     name: str,
     *,
     num_classes: Optional[int] = None,
     num_classes_key: Optional[str] = None,
     mask_format: Optional[str] = None,
+    needs_masks: bool = False,
+    box_only_config: Optional[str] = None,
     images: bool = True,
     sample: Optional[int] = None,
     progress: bool = True,
@@ -355,6 +398,10 @@ def check_dataset(
         mask_format: the ``instance_mask_format`` training will use on this dataset (None: not
             known, or not a training set); RLE masks with "polygon" are an error, with None a
             warning.
+        needs_masks: the model trains on masks (a training set of a mask config): a dataset
+            with annotations but no segmentation is an error, whose fix names
+            ``box_only_config`` (see :class:`ConfigFacts`).
+        box_only_config: the config to train instead on boxes alone.
         images: decode the image files and compare their sizes with the annotation file's.
         sample: decode only this many images, drawn at random with a fixed seed (large sets).
         progress: show a progress bar while decoding.
@@ -377,12 +424,18 @@ def check_dataset(
     if json_file and rep is None:
         return out
     if load and not any(f.severity == ERROR for f in out):
-        out += _check_loaded(name, bool(json_file), opts)
+        out += _check_loaded(name, rep, opts)
     n = len(meta.get("thing_classes") or (rep.thing_classes if rep else []))
     out += _class_count(name, n, num_classes, num_classes_key)
     if rep is not None:
-        rle = rep.rle_masks
-    else:  # no annotation file: count in the loaded dicts
-        rle = _mask_counts(name)[0] if load else 0
+        rle, polygons, annotations = rep.rle_masks, rep.polygon_masks, rep.num_annotations
+    elif load:  # no annotation file: count in the loaded dicts
+        dicts = DatasetCatalog.get(name)
+        rle, polygons = _mask_counts_of_dicts(dicts)
+        annotations = sum(len(d.get("annotations", ())) for d in dicts)
+    else:
+        rle = polygons = annotations = 0
     out += _mask_finding(name, rle, mask_format)
+    if needs_masks and annotations and not (rle or polygons):
+        out += _no_mask_finding(name, annotations, box_only_config)
     return out

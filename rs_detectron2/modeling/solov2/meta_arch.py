@@ -57,6 +57,9 @@ class SOLOv2(DenseDetector):
     ``detector_postprocess`` would paste the masks as box-relative RoI masks.
     """
 
+    #: training needs ground-truth masks (read by the data checks before iteration 0)
+    requires_gt_masks = True
+
     def __init__(
         self,
         *,

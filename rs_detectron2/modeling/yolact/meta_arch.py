@@ -103,6 +103,8 @@ class YOLACT(DenseDetector):
 
     #: whether the classifier has a background logit (softmax) instead of K sigmoids
     background_logit = True
+    #: training needs ground-truth masks (read by the data checks before iteration 0)
+    requires_gt_masks = True
 
     def __init__(
         self,
