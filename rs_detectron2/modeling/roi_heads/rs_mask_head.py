@@ -9,6 +9,7 @@ from detectron2.modeling.roi_heads import ROI_MASK_HEAD_REGISTRY, MaskRCNNConvUp
 from detectron2.structures import Instances
 
 from ...losses import dice_loss, weighted_mean
+from ..events import put_mean_loss_scalar
 
 __all__ = ["BOX_SCORE_FIELD", "RSMaskRCNNConvUpsampleHead", "rs_mask_loss"]
 
@@ -40,6 +41,12 @@ def rs_mask_loss(mask_logits: torch.Tensor, instances: List[Instances]) -> torch
     """
     if mask_logits.shape[0] == 0:
         return mask_logits.sum() * 0.0
+    return weighted_mean(*_dice_and_weights(mask_logits, instances))
+
+
+def _dice_and_weights(mask_logits: torch.Tensor, instances: List[Instances]):
+    """(R,) Dice loss of each RoI's GT-class mask and (R,) its weight; see :func:`rs_mask_loss`
+    (R > 0)."""
     if not all(inst.has(BOX_SCORE_FIELD) for inst in instances):
         raise ValueError(
             f"rs_mask_loss: the proposals lack the box scores ({BOX_SCORE_FIELD!r}) that weight "
@@ -52,17 +59,25 @@ def rs_mask_loss(mask_logits: torch.Tensor, instances: List[Instances]) -> torch
         logits = mask_logits[torch.arange(len(classes), device=classes.device), classes]
     targets = _mask_targets(instances, mask_logits.shape[-1], mask_logits.device)
     weights = cat([inst.get(BOX_SCORE_FIELD) for inst in instances], dim=0)
-    return weighted_mean(dice_loss(logits.float().sigmoid(), targets), weights.float())
+    return dice_loss(logits.float().sigmoid(), targets), weights.float()
 
 
 @ROI_MASK_HEAD_REGISTRY.register()
 class RSMaskRCNNConvUpsampleHead(MaskRCNNConvUpsampleHead):
     """Mask R-CNN conv-upsample head whose training loss is :func:`rs_mask_loss`, reported as
-    ``loss_rcnn_mask``. :class:`RSStandardROIHeads` rescales it to the box stage's rank + sort.
+    ``loss_rcnn_mask``. :class:`RSStandardROIHeads` rescales it to the box stage's rank + sort, so
+    the head also logs the plain mean Dice loss of its RoIs as the scalar ``rs_rcnn/dice_loss``.
     Inference is unchanged.
     """
 
     def forward(self, x, instances: List[Instances]):
         if not self.training:
             return super().forward(x, instances)
-        return {"loss_rcnn_mask": rs_mask_loss(self.layers(x), instances) * self.loss_weight}
+        mask_logits = self.layers(x)
+        if mask_logits.shape[0] == 0:
+            loss = mask_logits.sum() * 0.0
+        else:
+            dice, weights = _dice_and_weights(mask_logits, instances)
+            put_mean_loss_scalar("rs_rcnn/dice_loss", dice)  # unweighted, unbalanced
+            loss = weighted_mean(dice, weights)
+        return {"loss_rcnn_mask": loss * self.loss_weight}
