@@ -1,6 +1,6 @@
 """RS mask head: score-weighted Dice loss (Oksuz et al. 2021, Sec. 5); balanced in the ROI heads."""
 
-from typing import List
+from typing import List, Optional
 
 import torch
 
@@ -28,7 +28,9 @@ def _mask_targets(instances: List[Instances], side: int, device) -> torch.Tensor
     return cat(crops, dim=0).to(torch.float32)
 
 
-def rs_mask_loss(mask_logits: torch.Tensor, instances: List[Instances]) -> torch.Tensor:
+def rs_mask_loss(
+    mask_logits: torch.Tensor, instances: List[Instances], *, scalar_name: Optional[str] = None
+) -> torch.Tensor:
     """Dice loss of the GT-class masks, weighted by each RoI's detached max-class box score.
 
     Args:
@@ -36,17 +38,13 @@ def rs_mask_loss(mask_logits: torch.Tensor, instances: List[Instances]) -> torch
         instances: per-image foreground proposals (``proposal_boxes``, ``gt_classes``,
             ``gt_masks`` and the weights ``rs_box_scores``, set by :class:`RSStandardROIHeads`),
             R in total.
+        scalar_name: if given (and R > 0), the plain, unweighted mean Dice loss of the R masks is
+            also logged under this event-storage scalar name.
     Returns:
         0-dim tensor: sum(w * dice) / sum(w), not yet balanced; 0 (attached) if R == 0.
     """
     if mask_logits.shape[0] == 0:
         return mask_logits.sum() * 0.0
-    return weighted_mean(*_dice_and_weights(mask_logits, instances))
-
-
-def _dice_and_weights(mask_logits: torch.Tensor, instances: List[Instances]):
-    """(R,) Dice loss of each RoI's GT-class mask and (R,) its weight; see :func:`rs_mask_loss`
-    (R > 0)."""
     if not all(inst.has(BOX_SCORE_FIELD) for inst in instances):
         raise ValueError(
             f"rs_mask_loss: the proposals lack the box scores ({BOX_SCORE_FIELD!r}) that weight "
@@ -59,7 +57,10 @@ def _dice_and_weights(mask_logits: torch.Tensor, instances: List[Instances]):
         logits = mask_logits[torch.arange(len(classes), device=classes.device), classes]
     targets = _mask_targets(instances, mask_logits.shape[-1], mask_logits.device)
     weights = cat([inst.get(BOX_SCORE_FIELD) for inst in instances], dim=0)
-    return dice_loss(logits.float().sigmoid(), targets), weights.float()
+    dice = dice_loss(logits.float().sigmoid(), targets)
+    if scalar_name is not None:
+        put_mean_loss_scalar(scalar_name, dice)
+    return weighted_mean(dice, weights.float())
 
 
 @ROI_MASK_HEAD_REGISTRY.register()
@@ -73,11 +74,6 @@ class RSMaskRCNNConvUpsampleHead(MaskRCNNConvUpsampleHead):
     def forward(self, x, instances: List[Instances]):
         if not self.training:
             return super().forward(x, instances)
-        mask_logits = self.layers(x)
-        if mask_logits.shape[0] == 0:
-            loss = mask_logits.sum() * 0.0
-        else:
-            dice, weights = _dice_and_weights(mask_logits, instances)
-            put_mean_loss_scalar("rs_rcnn/dice_loss", dice)  # unweighted, unbalanced
-            loss = weighted_mean(dice, weights)
+        # the unweighted mean Dice loss is logged: loss_rcnn_mask is balanced to rank + sort
+        loss = rs_mask_loss(self.layers(x), instances, scalar_name="rs_rcnn/dice_loss")
         return {"loss_rcnn_mask": loss * self.loss_weight}
