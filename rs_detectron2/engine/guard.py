@@ -8,14 +8,22 @@ non-finite logits) are re-raised with the iteration added.
 
 Under ``torch.distributed`` the verdict is all-reduced, so every process stops at the same iteration
 instead of the healthy ones waiting forever in the next gradient all-reduce.
+
+The forward pass runs inside :func:`rs_detectron2.utils.scalars.deferred_scalars`: the scalars the
+heads log as tensors (e.g. ``rpn/giou_loss``) are read to the host in the same transfer as the loss
+values and then put into the event storage, so logging them costs no synchronisation of its own.
+Each process logs into its own storage (no collective).
 """
 
+import math
 from typing import Dict, List
 
 import torch
 import torch.distributed as dist
 
 from detectron2.utils.events import get_event_storage
+
+from ..utils.scalars import ScalarQueue, deferred_scalars
 
 __all__ = ["FiniteLossGuard", "NonFiniteLossError"]
 
@@ -45,6 +53,10 @@ def _all_processes_ok(ok: bool, device: torch.device) -> bool:
 class FiniteLossGuard(torch.nn.Module):
     """Wraps a training model that returns a dict of losses; raises on non-finite ones.
 
+    In training mode the scalars the model logs with
+    :func:`~rs_detectron2.utils.scalars.put_tensor_scalar` are put into the event storage after
+    the forward pass, read in the same host transfer as the loss values.
+
     Args:
         model: the (possibly DDP-wrapped) model; in training mode it maps a batch to
             ``{name: 0-dim loss tensor}``. In eval mode outputs pass through unchecked.
@@ -61,14 +73,15 @@ class FiniteLossGuard(torch.nn.Module):
         if not self.training:
             return self.model(batched_inputs)
         try:
-            losses = self.model(batched_inputs)
+            with deferred_scalars() as queue:
+                losses = self.model(batched_inputs)
         except FloatingPointError as e:
             _all_processes_ok(False, self._device())
             raise NonFiniteLossError(
                 f"iteration {_current_iteration()}: {e}. Training stopped before this step; "
                 "the last checkpoint holds the last good weights."
             ) from e
-        bad = self._non_finite(losses)
+        bad = self._non_finite(losses, queue)
         if not _all_processes_ok(not bad, self._device()):
             where = (
                 ", ".join(f"{k}={v}" for k, v in bad.items())
@@ -86,14 +99,16 @@ class FiniteLossGuard(torch.nn.Module):
         return param.device if param is not None else torch.device("cpu")
 
     @staticmethod
-    def _non_finite(losses: Dict[str, torch.Tensor]) -> Dict[str, float]:
-        """``{name: value}`` of the non-finite terms (empty if all are finite)."""
-        if not losses:
-            return {}
+    def _non_finite(losses: Dict[str, torch.Tensor], queue: ScalarQueue) -> Dict[str, float]:
+        """``{name: value}`` of the non-finite terms (empty if all are finite); puts the queued
+        scalars into the event storage, read in the same host transfer as the loss values."""
         names: List[str] = list(losses)
-        values = torch.stack([losses[k].detach().float().reshape(()) for k in names])
-        finite = torch.isfinite(values).tolist()  # one host synchronisation for all terms
-        if all(finite):
+        if not names and not len(queue):
             return {}
-        host = values.tolist()
-        return {k: host[i] for i, k in enumerate(names) if not finite[i]}
+        parts = [losses[k].detach().float().reshape(()) for k in names]
+        pieces = [torch.stack(parts)] if parts else []
+        pieces.append(queue.tensors(parts[0].device if parts else None))
+        values = torch.cat(pieces)
+        host = values.tolist()  # one host synchronisation for all terms and scalars
+        queue.put(host[len(names) :])
+        return {k: host[i] for i, k in enumerate(names) if not math.isfinite(host[i])}

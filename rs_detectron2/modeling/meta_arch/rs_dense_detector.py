@@ -19,7 +19,7 @@ from detectron2.utils.events import get_event_storage
 from ...losses import RankingLoss, RankSortLoss, giou_loss, ranking_targets
 from ..anchor_validity import valid_anchor_mask
 from ..assigners import AnchorAssigner, build_assigner
-from ..events import put_ranking_loss_scalars
+from ..events import put_mean_loss_scalar, put_ranking_loss_scalars
 from ..quality import regression_quality
 from ..ranking_loss import build_ranking_loss
 from .dense_head import build_dense_head
@@ -309,6 +309,7 @@ class RSDenseDetector(DenseDetector):
         storage.put_scalar("num_ignored_anchors", (labels < 0).sum().item() / num_images)
 
         giou = giou_loss(pred_boxes, matched_gt)
+        put_mean_loss_scalar("dense/giou_loss", giou)  # unweighted: loss_dense_box is balanced
         losses = self.ranking_loss.head_losses(
             logits, targets, giou, box_weights, prefix="loss_dense"
         )

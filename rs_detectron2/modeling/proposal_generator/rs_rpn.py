@@ -13,7 +13,7 @@ from detectron2.utils.events import get_event_storage
 
 from ...losses import RankingLoss, RankSortLoss, giou_loss, ranking_targets
 from ..anchor_validity import valid_anchor_mask
-from ..events import put_ranking_loss_scalars
+from ..events import put_mean_loss_scalar, put_ranking_loss_scalars
 from ..matcher import MinIoULowQualityMatcher
 from ..quality import regression_quality
 from ..ranking_loss import build_ranking_loss
@@ -142,10 +142,12 @@ class RSRPN(RPN):
         storage.put_scalar("rpn/num_pos_anchors", pos_img.numel() / num_images)
         storage.put_scalar("rpn/num_neg_anchors", (labels == 0).sum().item() / num_images)
 
+        giou = giou_loss(pred_boxes.float(), matched_gt.float())
+        put_mean_loss_scalar("rpn/giou_loss", giou)  # unweighted: loss_rpn_box is balanced
         losses = self.ranking_loss.head_losses(
             logits,
             targets,
-            giou_loss(pred_boxes.float(), matched_gt.float()),
+            giou,
             logits[pos_img, pos_anchor].detach().sigmoid(),
             prefix="loss_rpn",
         )

@@ -14,7 +14,7 @@ from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
 from ...losses import RankingLoss, RankSortLoss, giou_loss, ranking_targets
-from ..events import put_ranking_loss_scalars
+from ..events import put_mean_loss_scalar, put_ranking_loss_scalars
 from ..quality import regression_quality
 from ..ranking_loss import build_ranking_loss
 
@@ -122,6 +122,8 @@ class RSFastRCNNOutputLayers(FastRCNNOutputLayers):
         storage.put_scalar("rs_rcnn/num_fg_rois", fg.numel() / max(len(proposals), 1))
 
         giou = giou_loss(pred_boxes.float(), gt_boxes[fg].float())
+        # unweighted; Cascade R-CNN logs each stage's under its name scope (stage{k}/rs_rcnn/...)
+        put_mean_loss_scalar("rs_rcnn/giou_loss", giou)
         losses = self.ranking_loss.head_losses(
             scores, targets, giou, box_scores[fg], prefix=self.loss_prefix
         )

@@ -1,6 +1,6 @@
 """RS mask head: score-weighted Dice loss (Oksuz et al. 2021, Sec. 5); balanced in the ROI heads."""
 
-from typing import List
+from typing import List, Optional
 
 import torch
 
@@ -9,6 +9,7 @@ from detectron2.modeling.roi_heads import ROI_MASK_HEAD_REGISTRY, MaskRCNNConvUp
 from detectron2.structures import Instances
 
 from ...losses import dice_loss, weighted_mean
+from ..events import put_mean_loss_scalar
 
 __all__ = ["BOX_SCORE_FIELD", "RSMaskRCNNConvUpsampleHead", "rs_mask_loss"]
 
@@ -27,7 +28,9 @@ def _mask_targets(instances: List[Instances], side: int, device) -> torch.Tensor
     return cat(crops, dim=0).to(torch.float32)
 
 
-def rs_mask_loss(mask_logits: torch.Tensor, instances: List[Instances]) -> torch.Tensor:
+def rs_mask_loss(
+    mask_logits: torch.Tensor, instances: List[Instances], *, scalar_name: Optional[str] = None
+) -> torch.Tensor:
     """Dice loss of the GT-class masks, weighted by each RoI's detached max-class box score.
 
     Args:
@@ -35,6 +38,8 @@ def rs_mask_loss(mask_logits: torch.Tensor, instances: List[Instances]) -> torch
         instances: per-image foreground proposals (``proposal_boxes``, ``gt_classes``,
             ``gt_masks`` and the weights ``rs_box_scores``, set by :class:`RSStandardROIHeads`),
             R in total.
+        scalar_name: if given (and R > 0), the plain, unweighted mean Dice loss of the R masks is
+            also logged under this event-storage scalar name.
     Returns:
         0-dim tensor: sum(w * dice) / sum(w), not yet balanced; 0 (attached) if R == 0.
     """
@@ -52,17 +57,23 @@ def rs_mask_loss(mask_logits: torch.Tensor, instances: List[Instances]) -> torch
         logits = mask_logits[torch.arange(len(classes), device=classes.device), classes]
     targets = _mask_targets(instances, mask_logits.shape[-1], mask_logits.device)
     weights = cat([inst.get(BOX_SCORE_FIELD) for inst in instances], dim=0)
-    return weighted_mean(dice_loss(logits.float().sigmoid(), targets), weights.float())
+    dice = dice_loss(logits.float().sigmoid(), targets)
+    if scalar_name is not None:
+        put_mean_loss_scalar(scalar_name, dice)
+    return weighted_mean(dice, weights.float())
 
 
 @ROI_MASK_HEAD_REGISTRY.register()
 class RSMaskRCNNConvUpsampleHead(MaskRCNNConvUpsampleHead):
     """Mask R-CNN conv-upsample head whose training loss is :func:`rs_mask_loss`, reported as
-    ``loss_rcnn_mask``. :class:`RSStandardROIHeads` rescales it to the box stage's rank + sort.
+    ``loss_rcnn_mask``. :class:`RSStandardROIHeads` rescales it to the box stage's rank + sort, so
+    the head also logs the plain mean Dice loss of its RoIs as the scalar ``rs_rcnn/dice_loss``.
     Inference is unchanged.
     """
 
     def forward(self, x, instances: List[Instances]):
         if not self.training:
             return super().forward(x, instances)
-        return {"loss_rcnn_mask": rs_mask_loss(self.layers(x), instances) * self.loss_weight}
+        # the unweighted mean Dice loss is logged: loss_rcnn_mask is balanced to rank + sort
+        loss = rs_mask_loss(self.layers(x), instances, scalar_name="rs_rcnn/dice_loss")
+        return {"loss_rcnn_mask": loss * self.loss_weight}

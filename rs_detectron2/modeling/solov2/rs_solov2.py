@@ -7,7 +7,7 @@ from typing import Dict, Optional
 from torch import Tensor
 
 from ...losses import RankingLoss, RankSortLoss, dice_loss, ranking_targets
-from ..events import put_ranking_loss_scalars
+from ..events import put_mean_loss_scalar, put_ranking_loss_scalars
 from ..quality import MIN_POSITIVE_QUALITY
 from .meta_arch import DICE_EPS, SOLOv2
 from .targets import SOLOv2Targets
@@ -74,6 +74,7 @@ class RSSOLOv2(SOLOv2):
         positives = (pos_img, pos_cell, targets.labels[pos_img, pos_cell])
         rs_targets = ranking_targets(logits, positives, quality)
         weights = logits[pos_img, pos_cell].detach().sigmoid().amax(dim=1)
+        put_mean_loss_scalar("solo/dice_loss", dice)  # unweighted: loss_solo_mask is balanced
         losses = self.ranking_loss.head_losses(
             logits, rs_targets, dice, weights, prefix="loss_solo", loc_name="mask"
         )

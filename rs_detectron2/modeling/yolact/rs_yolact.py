@@ -15,7 +15,7 @@ from ...losses import (
     ranking_targets,
     weighted_mean,
 )
-from ..events import put_ranking_loss_scalars
+from ..events import put_mean_loss_scalar, put_ranking_loss_scalars
 from ..quality import regression_quality
 from .assembly import relative_boxes
 from .meta_arch import YOLACT, YOLACTBatch
@@ -79,12 +79,14 @@ class RSYOLACT(YOLACT):
         storage = get_event_storage()
         storage.put_scalar("num_ignored_anchors", (labels < 0).sum().item() / labels.shape[0])
         giou = giou_loss(pred_boxes, gt_boxes)
+        put_mean_loss_scalar("dense/giou_loss", giou)  # unweighted: loss_dense_box is balanced
         losses = self.ranking_loss.head_losses(logits, targets, giou, weights, prefix="loss_dense")
         put_ranking_loss_scalars(self.ranking_loss, "dense")
 
         boxes_rel = relative_boxes(gt_boxes, batch.input_size)
         masks = self.positive_masks(batch.protos, batch.coeffs, pos, boxes_rel)
         dice = dice_loss(masks.clamp(0, 1), batch.mask_targets[pos.gt_index])
+        put_mean_loss_scalar("dense/dice_loss", dice)  # unweighted: loss_dense_mask is balanced
         # without positives the protonet still takes part in the graph (distributed training)
         loss_mask = weighted_mean(dice, weights) + 0.0 * batch.protos.sum()
         losses["loss_dense_mask"] = self.ranking_loss.balance_auxiliary(loss_mask, losses)
