@@ -50,6 +50,7 @@ from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 from rs_detectron2.config import NO_SAMPLING
+from rs_detectron2.engine import FiniteLossGuard
 from rs_detectron2.losses import rank_sort_loss
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -175,9 +176,10 @@ def synthetic_batch(num_images, size, num_classes, device, seed=0):
 
 
 def step(model, optimizer, batch):
-    """One training step: forward, backward, SGD update."""
+    """One training step as train_net.py runs it: forward (through FiniteLossGuard, whose one host
+    transfer also reads the heads' logged scalars), backward, SGD update."""
     with EventStorage(0):
-        losses = model(batch)
+        losses = FiniteLossGuard(model)(batch)
     optimizer.zero_grad(set_to_none=True)
     sum(losses.values()).backward()
     optimizer.step()

@@ -14,6 +14,7 @@ Each process logs into its own storage; nothing here communicates between proces
 """
 
 import contextlib
+from contextlib import nullcontext
 from typing import Iterator, List, NamedTuple, Sequence, Union
 
 import torch
@@ -25,7 +26,8 @@ __all__ = ["ScalarQueue", "deferred_scalars", "put_tensor_scalar"]
 
 class _Entry(NamedTuple):
     storage: EventStorage
-    name: str  # with the storage's name scope at queueing time
+    scope: str  # the storage's name scope at queueing time ("" or e.g. "stage1/")
+    name: str  # without the scope
     value: torch.Tensor  # detached 0-dim float32 copy
     smoothing_hint: bool
 
@@ -45,7 +47,7 @@ class ScalarQueue:
 
     def names(self) -> List[str]:
         """The full names (name scope included) of the queued scalars, in queueing order."""
-        return [e.name for e in self._entries]
+        return [e.scope + e.name for e in self._entries]
 
     def tensors(self, device: Union[torch.device, str, None] = None) -> torch.Tensor:
         """(Q,) float32 tensor of the Q queued values in queueing order, on ``device`` (None: the
@@ -66,21 +68,19 @@ class ScalarQueue:
         if len(host_values) != len(self._entries):
             raise ValueError(f"{len(self._entries)} queued scalars, got {len(host_values)} values")
         for entry, value in zip(self._entries, host_values, strict=True):
-            _put_unscoped(entry.storage, entry.name, float(value), entry.smoothing_hint)
+            # the scope it was queued in (EventStorage.name_scope replaces the current one)
+            scope = entry.storage.name_scope(entry.scope) if entry.scope else nullcontext()
+            with scope:
+                entry.storage.put_scalar(entry.name, float(value), entry.smoothing_hint)
         self._entries.clear()
 
-
-def _put_unscoped(storage: EventStorage, name: str, value, smoothing_hint: bool) -> None:
-    """``storage.put_scalar`` of a name that already holds its name scope."""
-    scope = getattr(storage, "_current_prefix", "")
-    if not scope:
-        storage.put_scalar(name, value, smoothing_hint=smoothing_hint)
-        return
-    storage._current_prefix = ""
-    try:
-        storage.put_scalar(name, value, smoothing_hint=smoothing_hint)
-    finally:
-        storage._current_prefix = scope
+    def add(self, storage: EventStorage, name: str, value: torch.Tensor, hint: bool) -> None:
+        """Queue ``value`` (detached, float32 copy) as ``name`` of ``storage``, in the storage's
+        current name scope."""
+        # Detectron2 has no public getter of the current name scope (EventStorage.name_scope).
+        scope = getattr(storage, "_current_prefix", "")
+        copy = value.detach().reshape(()).to(torch.float32, copy=True)
+        self._entries.append(_Entry(storage, scope, name, copy, hint))
 
 
 # The open deferrals, innermost last (one per nested deferred_scalars context).
@@ -124,6 +124,4 @@ def put_tensor_scalar(name: str, value, smoothing_hint: bool = True) -> None:
             value = value.detach()
         storage.put_scalar(name, value, smoothing_hint=smoothing_hint)
         return
-    copy = value.detach().reshape(()).to(torch.float32, copy=True)
-    full_name = getattr(storage, "_current_prefix", "") + name
-    _QUEUES[-1]._entries.append(_Entry(storage, full_name, copy, smoothing_hint))
+    _QUEUES[-1].add(storage, name, value, smoothing_hint)
