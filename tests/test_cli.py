@@ -156,7 +156,7 @@ def test_eval_only_refuses_weights_of_another_architecture(tmp_path, polygons):
     flags = ["--eval-only", "--dataset", polygons]
     proc = run_train_net(TINY_FASTER, str(tmp_path / "out"), *common, flags=flags, check=False)
     assert proc.returncode == 1, proc.stderr[-4000:]
-    assert "does not match the model" in proc.stderr
+    assert "do not match the model of the config" in proc.stderr
     assert "keys missing from the checkpoint: " in proc.stderr
     assert "keys not in the model: " in proc.stderr and "--allow-partial-weights" in proc.stderr
     # told otherwise, it evaluates (the 4 images of the small set)
