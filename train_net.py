@@ -100,13 +100,13 @@ def do_train(args, cfg):
     (the checkpoints written so far stay good). With ``--resume`` the data stream and, when
     ``train.seed >= 0``, the random state continue where the checkpoint left them.
     """
-    # an epoch-counted schedule (the LVIS configs') becomes max_iter and LR steps once the
-    # training set's repeated size is known
-    resolve_epoch_schedule(cfg)
     model = instantiate(cfg.model)
     logger.info(f"Model:\n{model}")
     # saved with every checkpoint: predict, export and --eval-only use the model as trained
     info = model_info_from_config(cfg, model, args.config_file)
+    # an epoch-counted schedule (the LVIS configs') becomes max_iter and LR steps once the
+    # training set's repeated size is known (this replaces the dataset node by the loaded set)
+    resolve_epoch_schedule(cfg)
     model.to(cfg.train.device)
 
     cfg.optimizer.params.model = model

@@ -306,3 +306,11 @@ def test_train_net_trains_for_the_resolved_epoch_schedule_and_warns_on_the_pool(
     assert iterations[-1] == max_iter - 1
     assert f"train.max_iter {max_iter}" in proc.stdout + proc.stderr
     assert "warning" in proc.stderr and "pool=global" in proc.stderr
+    # the weights know their LVIS classes although the schedule loaded the training set
+    from detectron2.data import MetadataCatalog
+
+    from rs_detectron2.engine import read_model_info
+
+    info = read_model_info(os.path.join(out, "model_final.pth"))
+    classes = MetadataCatalog.get("rs_shapes_lvis_train").thing_classes
+    assert info["dataset"] == "rs_shapes_lvis_train" and info["thing_classes"] == list(classes)

@@ -124,7 +124,10 @@ def _test_augmentations(cfg) -> Optional[List[T.Augmentation]]:
 
 
 def _first_train_dataset(cfg) -> Optional[str]:
-    names = cfg.get("dataloader", {}).get("train", {}).get("dataset", {}).get("names")
+    dataset = cfg.get("dataloader", {}).get("train", {}).get("dataset", {})
+    if not isinstance(dataset, (DictConfig, dict)):  # already loaded (an epoch schedule's)
+        return None
+    names = dataset.get("names")
     if isinstance(names, str):
         return names
     return str(names[0]) if names else None
@@ -135,7 +138,8 @@ def model_info_from_config(cfg, model: torch.nn.Module, config_file: str = "") -
 
     Args:
         cfg: the LazyConfig of the run (overrides applied), whose training datasets are
-            registered.
+            registered, and whose ``dataloader.train.dataset`` is still a config node (call this
+            before anything replaces it with the loaded dataset, as an epoch schedule does).
         model: the model built from ``cfg.model`` (not wrapped in DistributedDataParallel).
         config_file: the config file the run started from (recorded for messages only).
     Returns:
