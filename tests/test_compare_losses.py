@@ -44,6 +44,21 @@ def test_every_pair_names_existing_configs_and_differs_in_the_loss_only():
         assert note or base == cand.split("_", 1)[1], name
 
 
+def test_solov2_pairs_and_comma_separated_pairs():
+    """The two RS-SOLOv2 pairs (paper and released pairing) share the stock baseline, say that RS
+    trains at another LR, and can be asked for as one comma-separated argument."""
+    pairs = cl.available_pairs()
+    assert pairs["solov2"][:2] == ("solov2_tiny", "rs_solov2_tiny")
+    assert pairs["solov2_released"][:2] == ("solov2_tiny", "rs_solov2_released_tiny")
+    assert all("LR" in pairs[name][2] for name in ("solov2", "solov2_released"))
+    args = cl.parse_args(["--pairs", "solov2,solov2_released", "--seeds", "3", "--iters", "300"])
+    assert args.pairs == ["solov2", "solov2_released"]
+    assert cl.parse_args(["--pairs", "solov2", "retinanet,solov2"]).pairs == ["solov2", "retinanet"]
+    for bad in (["--pairs", "solov2,nope"], ["--pairs", ","]):
+        with pytest.raises(SystemExit):
+            cl.parse_args(bad)
+
+
 def test_summary_means_spreads_differences_and_failures():
     runs = [
         fake_run("faster_rcnn_tiny", 0, 10.0, 80.0),

@@ -61,6 +61,7 @@ CONFIGS = [
     "quick_schedules/rs_mask_rcnn_tiny.py",
     "quick_schedules/rs_paa_tiny.py",
     "quick_schedules/rs_retinanet_tiny.py",
+    "quick_schedules/rs_solov2_released_tiny.py",
     "quick_schedules/rs_solov2_tiny.py",
     "quick_schedules/rs_yolact_tiny.py",
     "quick_schedules/solov2_tiny.py",

@@ -40,7 +40,11 @@ FULL = {
     "COCO-InstanceSegmentation/solov2_light_R_34_FPN_448_3x.py",
     "COCO-InstanceSegmentation/rs_solov2_light_R_34_FPN_448_3x.py",
 }
-TINY = {"quick_schedules/solov2_tiny.py", "quick_schedules/rs_solov2_tiny.py"}
+TINY = {
+    "quick_schedules/solov2_tiny.py",
+    "quick_schedules/rs_solov2_tiny.py",
+    "quick_schedules/rs_solov2_released_tiny.py",
+}
 RS_KEYS = {"loss_solo_rank", "loss_solo_sort", "loss_solo_mask"}
 STOCK_KEYS = {"loss_solo_cls", "loss_solo_mask"}
 
@@ -502,6 +506,21 @@ def test_full_configs_follow_the_authors_recipe(name):
         assert cfg.train.init_checkpoint == "torchvision_R_34.pkl"
     else:
         assert cfg.train.init_checkpoint.endswith("R-101.pkl")
+
+
+def test_tiny_rs_pair_follows_the_released_lr_ratio_and_pairing():
+    """RS trains at 0.6 x the stock tiny LR (the released recipe's ratio); the released-pairing
+    leaf is rs_solov2_tiny.py with only ``model.pairing`` and its output folder changed."""
+    stock = load("quick_schedules/solov2_tiny.py")
+    rs = load("quick_schedules/rs_solov2_tiny.py")
+    released = load("quick_schedules/rs_solov2_released_tiny.py")
+    assert stock.optimizer.lr == pytest.approx(0.005)
+    assert rs.optimizer.lr == pytest.approx(0.6 * stock.optimizer.lr)
+    assert rs.model.pairing == "paper" and released.model.pairing == "released"
+    assert released.train.output_dir != rs.train.output_dir
+    released.model.pairing = "paper"
+    released.train.output_dir = rs.train.output_dir
+    assert LazyConfig.to_py(released) == LazyConfig.to_py(rs)
 
 
 def test_light_backbone_loads_converted_torchvision_resnet34(tmp_path):

@@ -20,5 +20,7 @@ del model.mask_loss_weight
 model.update(
     ranking_loss=L(RankSortLoss)(delta=0.5),
     first_come=True,
+    # "paper": each positive's own Dice quality and score; "released": the authors' code's pairing
+    pairing="paper",
     test_score_thresh=0.2,
 )
