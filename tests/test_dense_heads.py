@@ -123,18 +123,27 @@ def test_rs_fcos_without_a_point_inside_any_box_has_zero_losses_in_the_graph():
     assert_zero_losses_still_in_graph(losses, head_layers(model))
 
 
-def test_rs_fcos_inference_under_autocast_decodes_in_float32():
-    """The linear box coder decodes in its input's dtype: the detector hands it float32 deltas,
-    so bfloat16 autocast does not round the boxes (to 0.5-1 px at 128)."""
+def test_rs_fcos_inference_under_autocast_decodes_in_float32(monkeypatch):
+    """The linear box coder decodes in its input's dtype (Box2BoxTransform casts to float32
+    itself): the detector hands it float32 deltas, so bfloat16 autocast does not round the
+    decoded coordinates (to 0.5-1 px at 64-256; Boxes casts only the rounded result)."""
     model = build("rs_fcos").eval()
     model.test_score_thresh = 0.0
-    image = [make_image(128, 128, [], [], seed=1)]
-    with torch.no_grad():
-        plain = model(image)[0]["instances"]
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            mixed = model(image)[0]["instances"]
-    assert len(mixed) > 0 and mixed.pred_boxes.tensor.dtype == torch.float32
-    assert plain.pred_boxes.tensor.dtype == torch.float32
+    coder = model.box2box_transform
+    decoded = []
+
+    def spy(deltas, boxes, decode=coder.apply_deltas):
+        out = decode(deltas, boxes)
+        decoded.append((deltas.dtype, out.dtype))
+        return out
+
+    monkeypatch.setattr(coder, "apply_deltas", spy)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        heads = model.head([torch.randn(1, 64, 4, 4)] * 5)
+        out = model([make_image(128, 128, [], [], seed=1)])[0]["instances"]
+    assert heads[1][0].dtype == torch.bfloat16  # the head's deltas are low precision
+    assert len(out) > 0 and decoded
+    assert set(decoded) == {(torch.float32, torch.float32)}
 
 
 def test_scaled_head_multiplies_each_levels_box_output():
@@ -540,4 +549,4 @@ def test_fcos_pair_trains_and_evaluates_through_train_net(name, loss_keys, tmp_p
         assert {k for k in row if k.startswith("loss_")} == loss_keys
         assert all(math.isfinite(row[k]) for k in loss_keys | {"total_loss"}), row
     ap = [r["bbox/AP"] for r in rows if "bbox/AP" in r]
-    assert len(ap) == 1 and (math.isnan(ap[0]) or ap[0] >= 0), rows[-1]
+    assert len(ap) == 1 and math.isfinite(ap[0]) and ap[0] >= 0, rows[-1]
