@@ -66,6 +66,7 @@ PAIRS = {
     "retinanet": ("retinanet_tiny", "rs_retinanet_tiny", ""),
     "atss": ("retinanet_tiny", "rs_atss_tiny", "ATSS assigner and head vs RetinaNet's"),
     "paa": ("retinanet_tiny", "rs_paa_tiny", "PAA assigner and ATSS head vs RetinaNet's"),
+    "fcos": ("fcos_tiny", "rs_fcos_tiny", "no centerness; towers without bias, a scale per level"),
     "ap_retinanet": ("retinanet_tiny", "ap_retinanet_tiny", ""),
     "alrp_retinanet": ("retinanet_tiny", "alrp_retinanet_tiny", ""),
     "ap_atss": ("retinanet_tiny", "ap_atss_tiny", "ATSS assigner and head vs RetinaNet's"),

@@ -1,4 +1,5 @@
-"""Anchor assigners of the dense RS detectors on hand-built cases, the PAA GMM split, score voting.
+"""Anchor assigners of the dense RS detectors on hand-built cases (FCOS's also against Detectron2's
+FCOS), the PAA GMM split, score voting.
 
 Expected positives are worked out by hand in the comments (IoUs as fractions, thresholds to 4-6
 digits); the margins to every threshold are far above float32 noise.
@@ -9,9 +10,17 @@ import math
 import pytest
 import torch
 
+from detectron2.layers import ShapeSpec
+from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
 from detectron2.structures import Boxes, Instances
 
-from rs_detectron2.modeling import ATSSAssigner, IoUAssigner, PAAAssigner, score_voting
+from rs_detectron2.modeling import (
+    ATSSAssigner,
+    FCOSAssigner,
+    IoUAssigner,
+    PAAAssigner,
+    score_voting,
+)
 from rs_detectron2.modeling.assigners import fit_gmm_1d, paa_anchor_scores, paa_split
 
 
@@ -72,7 +81,7 @@ def test_iou_assigner_thresholds_ignore_band_and_low_quality():
 def test_assigners_share_input_checks_and_the_empty_image():
     anchors = boxes([[0, 0, 10, 10], [5, 5, 20, 20]])
     logits, pred = torch.zeros(2, 3), anchors.tensor
-    for assigner in (IoUAssigner(), ATSSAssigner(), PAAAssigner()):
+    for assigner in (IoUAssigner(), ATSSAssigner(), PAAAssigner(), FCOSAssigner()):
         matched, labels = assigner(anchors, [2], gt([]), pred_logits=logits, pred_boxes=pred)
         assert matched.dtype == torch.int64 and labels.dtype == torch.int8
         assert labels.tolist() == [0, 0] and matched.tolist() == [0, 0]
@@ -178,6 +187,193 @@ def test_atss_empty_ground_truth_and_small_levels():
     # topk larger than every level: all 5 anchors are candidates, nothing crashes
     _, labels = ATSSAssigner(topk=9)(anchors, [3, 2], gt([[0, 0, 20, 20]]))
     assert positives(labels) == [2]  # as with topk 3 above (same 5 candidates)
+
+
+# --------------------------------------------------------------------------------------------
+# FCOS (RS-FCOS): against Detectron2's FCOS.label_anchors on the same points
+# --------------------------------------------------------------------------------------------
+
+FCOS_STRIDES = (8, 16, 32)  # sizes (0, 64), (64, 128), (128, inf); a 256 x 256 image
+FCOS_SIZE = 256
+
+
+def fcos_points(strides=FCOS_STRIDES, size=FCOS_SIZE):
+    """Per-level Boxes of FCOS's points: one stride-sized square anchor centred on (i + 0.5) s."""
+    gen = DefaultAnchorGenerator(sizes=[[s] for s in strides], aspect_ratios=[1.0], strides=strides)
+    return gen([torch.zeros(1, 1, -(-size // s), -(-size // s)) for s in strides])
+
+
+def point_index(x, y, level, strides=FCOS_STRIDES, size=FCOS_SIZE):
+    """Index among all points of the level-``level`` point centred on (x, y)."""
+    widths = [-(-size // s) for s in strides]
+    s = strides[level]
+    return sum(w * w for w in widths[:level]) + int(y // s) * widths[level] + int(x // s)
+
+
+def detectron2_fcos(radius, strides=FCOS_STRIDES, num_classes=100):
+    """Detectron2's FCOS over stand-in levels: only its label_anchors is used."""
+    from detectron2.modeling.backbone import Backbone
+    from detectron2.modeling.meta_arch.fcos import FCOS
+
+    class Levels(Backbone):
+        def forward(self, x):
+            return {}
+
+        def output_shape(self):
+            return {f"p{k}": ShapeSpec(channels=1, stride=s) for k, s in enumerate(strides)}
+
+    return FCOS(
+        backbone=Levels(),
+        head=torch.nn.Identity(),
+        num_classes=num_classes,
+        center_sampling_radius=radius,
+        pixel_mean=[0.0, 0.0, 0.0],
+        pixel_std=[1.0, 1.0, 1.0],
+    )
+
+
+def fcos_assign_like_detectron2(gt_rows, radius=1.5):
+    """FCOSAssigner's labels of the points, checked against Detectron2's FCOS on the same points
+    and boxes (each box's class is its index, so Detectron2's label is the matched box)."""
+    anchors = fcos_points()
+    inst = gt(gt_rows, classes=list(range(len(gt_rows))), size=(FCOS_SIZE, FCOS_SIZE))
+    labels_d2, boxes_d2 = detectron2_fcos(radius).label_anchors(anchors, [inst])
+    matched, labels = FCOSAssigner(center_sampling_radius=radius)(
+        Boxes.cat(anchors), [len(a) for a in anchors], inst
+    )
+    positive = labels_d2[0] != 100
+    assert torch.equal(labels == 1, positive)
+    assert torch.equal(matched[positive], labels_d2[0][positive])
+    assert set(labels.tolist()) <= {0, 1}  # FCOS ignores nothing
+    assert (matched[~positive] == 0).all()
+    return matched, labels
+
+
+def test_fcos_overlapping_boxes_go_to_the_smallest():
+    rows = [
+        [20, 20, 200, 200],  # area 32400
+        [60, 60, 100, 100],  # area 1600, centre (80, 80)
+        [40, 40, 140, 120],  # area 8000
+        [50, 50, 110, 110],  # area 3600, centre (80, 80)
+    ]
+    matched, labels = fcos_assign_like_detectron2(rows)
+    # the level-0 point (76, 76) is 4 px from both centres (1.5 x 8 = 12 allowed), inside both,
+    # its largest side distance 24 (box 1) and 34 (box 3) < 64: a candidate of both -> box 1
+    p = point_index(76, 76, 0)
+    assert labels[p] == 1 and matched[p] == 1
+    # box 3 shares box 1's centre: every point near it is also box 1's, which is smaller, and its
+    # level-1 points would need to reach beyond 64 px: box 3 gets no point at all
+    assert set(matched[labels == 1].tolist()) == {0, 1, 2}
+
+
+def test_fcos_size_bounds_are_strict_between_levels():
+    # centre (100, 100), half-side 64: the level-0 point (100, 100) reaches every side at exactly
+    # 64 = 8 x 8 = 4 x 16, on neither level (both bounds strict); the level-0 points near it reach
+    # 72; the level-1 points (88 or 104, 88 or 104) reach 68 or 76 in (64, 128)
+    matched, labels = fcos_assign_like_detectron2([[36, 36, 164, 164]])
+    level0 = len(fcos_points()[0])
+    assert labels[point_index(100, 100, 0)] == 0
+    assert not labels[:level0].any()
+    for x in (88, 104):
+        for y in (88, 104):
+            assert labels[point_index(x, y, 1)] == 1
+
+
+def test_fcos_boxes_too_small_or_too_large_for_a_level():
+    # small: the level-0 point (100, 100) reaches 3 < 64; large: the whole image, whose points
+    # reach >= 128 beyond level 1's range: only level 2 (no upper bound) takes it
+    matched, labels = fcos_assign_like_detectron2([[98, 98, 103, 103], [0, 0, 256, 256]])
+    counts = [len(a) for a in fcos_points()]
+    pos = torch.nonzero(labels == 1).squeeze(1)
+    small, large = pos[matched[pos] == 0], pos[matched[pos] == 1]
+    assert small.tolist() == [point_index(100, 100, 0)]
+    assert len(large) > 0 and (large >= counts[0] + counts[1]).all()
+
+
+def test_fcos_centre_sampling_at_the_image_border():
+    # a box in the corner, centre (10, 20): the sampling square (-2, 22) x (8, 32) reaches past the
+    # image and the box; what is left are the level-0 points strictly inside the box
+    matched, labels = fcos_assign_like_detectron2([[0, 0, 20, 40]])
+    expected = sorted(point_index(x, y, 0) for x in (4, 12) for y in (12, 20, 28))
+    assert torch.nonzero(labels == 1).squeeze(1).tolist() == expected
+    # radius inf: no centre sampling, every level-0 point strictly inside the box
+    _, labels = fcos_assign_like_detectron2([[0, 0, 20, 40]], radius=math.inf)
+    assert int(labels.sum()) == 2 * 5
+
+
+def test_fcos_box_without_a_point_inside_gives_no_positives():
+    # no level-0 point (4, 12, ...) lies strictly inside; the level-1 point (8, 8) does, but
+    # reaches only 3 < 64
+    matched, labels = fcos_assign_like_detectron2([[5, 5, 11, 11]])
+    assert not labels.any() and not matched.any()
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_fcos_random_boxes_match_detectron2(seed):
+    """Random boxes on whole and half pixels (so some distances fall exactly on the bounds), areas
+    apart by more than Detectron2's float32 resolution of ``1e8 - area``."""
+    g = torch.Generator().manual_seed(seed)
+    while True:
+        corners = (
+            torch.randint(
+                0, 2 * FCOS_SIZE + 1, (int(torch.randint(1, 8, (1,), generator=g)), 4), generator=g
+            )
+            / 2
+        )
+        rows = torch.cat(
+            [corners[:, :2].minimum(corners[:, 2:]), corners[:, :2].maximum(corners[:, 2:])], 1
+        )
+        areas = (rows[:, 2] - rows[:, 0]) * (rows[:, 3] - rows[:, 1])
+        gaps = (areas[:, None] - areas[None, :]).abs() + torch.eye(len(areas)) * 1e9
+        if (areas > 0).all() and (gaps > 16).all():
+            break
+    fcos_assign_like_detectron2(rows.tolist())
+    fcos_assign_like_detectron2(rows.tolist(), radius=math.inf)
+
+
+def test_fcos_near_equal_areas_are_compared_exactly():
+    # both boxes hold the point (100, 100); areas 500 and 497.5, which Detectron2's float32
+    # 1e8 - area cannot tell apart (it would take box 0): the smaller wins here
+    inst = gt([[88, 88, 108, 113], [88, 88, 107.9, 113]])
+    anchors = fcos_points()
+    matched, labels = FCOSAssigner()(Boxes.cat(anchors), [len(a) for a in anchors], inst)
+    p = point_index(100, 100, 0)
+    assert labels[p] == 1 and matched[p] == 1
+    # equal areas: the lower index
+    inst = gt([[88, 88, 108, 113], [88, 88, 108, 113]])
+    matched, labels = FCOSAssigner()(Boxes.cat(anchors), [len(a) for a in anchors], inst)
+    assert labels[p] == 1 and matched[p] == 0
+
+
+def test_fcos_assigner_reads_strides_from_the_anchor_widths():
+    # the same boxes on a 2-level layout with a custom range: the per-level bounds follow the
+    # anchors' widths, the first level has no lower bound and the last no upper bound
+    anchors = fcos_points(strides=(16, 64), size=256)
+    counts = [len(a) for a in anchors]
+    inst = gt([[100, 100, 110, 110], [0, 0, 256, 256]])
+    matched, labels = FCOSAssigner(size_range=(1.0, 2.0))(Boxes.cat(anchors), counts, inst)
+    pos = torch.nonzero(labels == 1).squeeze(1)
+    # the small box on level 0 only (reach < 32), the large one on level 1 only (reach > 32)
+    assert set(matched[pos[pos < counts[0]]].tolist()) == {0}
+    assert set(matched[pos[pos >= counts[0]]].tolist()) == {1}
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(center_sampling_radius=0),
+        dict(center_sampling_radius=-1.5),
+        dict(center_sampling_radius=float("nan")),
+        dict(size_range=(8.0, 4.0)),
+        dict(size_range=(4.0, 4.0)),
+        dict(size_range=(-1.0, 8.0)),
+        dict(size_range=(4.0,)),
+        dict(size_range=(float("nan"), 8.0)),
+    ],
+)
+def test_fcos_assigner_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        FCOSAssigner(**kwargs)
 
 
 # --------------------------------------------------------------------------------------------

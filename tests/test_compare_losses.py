@@ -35,7 +35,7 @@ def fake_run(config, seed, box_ap, box_olrp, status="ok", wall_s=10.0):
 
 def test_every_pair_names_existing_configs_and_differs_in_the_loss_only():
     pairs = cl.available_pairs()
-    for name in ("faster_rcnn", "mask_rcnn", "cascade_rcnn", "retinanet", "atss", "paa"):
+    for name in ("faster_rcnn", "mask_rcnn", "cascade_rcnn", "retinanet", "atss", "paa", "fcos"):
         assert name in pairs
     for name, (base, cand, note) in pairs.items():
         assert not base.startswith(("rs_", "ap_", "alrp_")), name

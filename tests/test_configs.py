@@ -23,6 +23,7 @@ CONFIGS = [
     "COCO-Detection/ap_retinanet_R_50_FPN_512_100e.py",
     "COCO-Detection/cascade_rcnn_R_50_FPN_1x.py",
     "COCO-Detection/faster_rcnn_R_50_FPN_1x.py",
+    "COCO-Detection/fcos_R_50_FPN_1x.py",
     "COCO-Detection/retinanet_R_50_FPN_1x.py",
     "COCO-Detection/rs_atss_R_50_FPN_1x.py",
     "COCO-Detection/rs_atss_R_50_FPN_1x_tv.py",
@@ -30,6 +31,8 @@ CONFIGS = [
     "COCO-Detection/rs_cascade_rcnn_R_50_FPN_1x_tv.py",
     "COCO-Detection/rs_faster_rcnn_R_50_FPN_1x.py",
     "COCO-Detection/rs_faster_rcnn_R_50_FPN_1x_tv.py",
+    "COCO-Detection/rs_fcos_R_50_FPN_1x.py",
+    "COCO-Detection/rs_fcos_atss_R_50_FPN_1x.py",
     "COCO-Detection/rs_paa_R_50_FPN_1x.py",
     "COCO-Detection/rs_paa_R_50_FPN_1x_tv.py",
     "COCO-Detection/rs_retinanet_R_50_FPN_1x.py",
@@ -52,11 +55,13 @@ CONFIGS = [
     "quick_schedules/ap_retinanet_tiny.py",
     "quick_schedules/cascade_rcnn_tiny.py",
     "quick_schedules/faster_rcnn_tiny.py",
+    "quick_schedules/fcos_tiny.py",
     "quick_schedules/mask_rcnn_tiny.py",
     "quick_schedules/retinanet_tiny.py",
     "quick_schedules/rs_atss_tiny.py",
     "quick_schedules/rs_cascade_rcnn_tiny.py",
     "quick_schedules/rs_faster_rcnn_tiny.py",
+    "quick_schedules/rs_fcos_tiny.py",
     "quick_schedules/rs_mask_rcnn_lvis_tiny.py",
     "quick_schedules/rs_mask_rcnn_tiny.py",
     "quick_schedules/rs_paa_tiny.py",
@@ -131,7 +136,10 @@ def test_full_configs_follow_the_paper(name):
         assert cfg.train.max_iter == 87950
         assert list(cfg.lr_multiplier.scheduler.milestones) == [58633, 80621, 87950]
         assert cfg.lr_multiplier.warmup_length * cfg.train.max_iter == pytest.approx(500)
-        assert cfg.lr_multiplier.warmup_factor == pytest.approx(0.001)
+        # RS-FCOS: the authors' FCOS recipe warms up at a constant 1/3 (test_dense_heads.py)
+        rs_fcos = os.path.basename(name).startswith("rs_fcos")
+        assert cfg.lr_multiplier.warmup_factor == pytest.approx(1 / 3 if rs_fcos else 0.001)
+        assert cfg.lr_multiplier.warmup_method == ("constant" if rs_fcos else "linear")
         assert cfg.train.epoch_schedule is None
     assert cfg.train.ranking_pool_images == 4
     assert cfg.train.device == ("cuda" if torch.cuda.is_available() else "cpu")
@@ -143,14 +151,16 @@ def test_full_configs_follow_the_paper(name):
         assert cfg.train.init_checkpoint == "detectron2://ImageNetPretrained/torchvision/R-50.pkl"
     else:  # pretrained MSRA backbones keep Detectron2's FrozenBN default
         assert cfg.model.backbone.bottom_up.stem.norm == "FrozenBN"
-    dense = any(k in base for k in ("retinanet", "atss", "paa"))
+    dense = any(k in base for k in ("retinanet", "atss", "paa", "fcos"))
     ranking = base.split("_")[0] in RANKING_LOSSES
     if dense:
-        # ranking-loss dense detectors: LR 0.008 at 16 images; stock RetinaNet keeps Detectron2's
-        assert cfg.optimizer.lr == pytest.approx(0.008 if ranking else 0.01)
-        # RS-ATSS / RS-PAA and their AP / aLRP variants decay the GN parameters as mmdetection does
-        # (common/optim_dense.py); RetinaNet's head has no norm layers
-        gn_decay = ranking and ("atss" in base or "paa" in base)
+        # ranking-loss dense detectors: LR 0.008 at 16 images; stock RetinaNet and FCOS keep
+        # Detectron2's 0.01; RS-FCOS the authors' FCOS recipe's 0.01
+        assert cfg.optimizer.lr == pytest.approx(0.008 if ranking and "fcos" not in base else 0.01)
+        # RS-ATSS / RS-PAA / RS-FCOS and their AP / aLRP variants decay the GN parameters as
+        # mmdetection does (common/optim_dense.py); RetinaNet's head has no norm layers, the stock
+        # FCOS keeps Detectron2's optimiser
+        gn_decay = ranking and any(k in base for k in ("atss", "paa", "fcos"))
         assert cfg.optimizer.params.weight_decay_norm == (None if gn_decay else 0.0)
     elif ranking:
         assert cfg.optimizer.lr == pytest.approx(0.012)

@@ -1,5 +1,5 @@
-"""RS dense (one-stage) detectors: losses, targets, empty GT, inference, configs, and end-to-end
-training of each tiny dense model through train_net.py."""
+"""RS dense (one-stage) detectors (RS-RetinaNet, RS-ATSS, RS-PAA, RS-FCOS): losses, targets, empty
+GT, inference, configs, and end-to-end training of each tiny dense model through train_net.py."""
 
 import json
 import math
@@ -9,10 +9,13 @@ import sys
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
+from detectron2.config import LazyConfig, instantiate
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
-from detectron2.modeling.box_regression import Box2BoxTransform
+from detectron2.modeling.backbone.fpn import LastLevelP6P7
+from detectron2.modeling.box_regression import Box2BoxTransform, Box2BoxTransformLinear
 from detectron2.modeling.meta_arch.retinanet import RetinaNetHead
 from detectron2.structures import Boxes, Instances, pairwise_iou
 from detectron2.utils.events import EventStorage
@@ -21,6 +24,7 @@ from rs_detectron2.losses import rank_sort_loss
 from rs_detectron2.model_zoo import get_config, get_config_file
 from rs_detectron2.modeling import (
     ATSSAssigner,
+    FCOSAssigner,
     IoUAssigner,
     PAAAssigner,
     RSDenseDetector,
@@ -31,12 +35,14 @@ from rs_detectron2.utils.testing import (
     batch,
     build_tiny,
     grad_sum,
+    make_image,
+    run_train_net,
     train_step,
 )
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-RS_DENSE = ["rs_retinanet", "rs_atss", "rs_paa"]
+RS_DENSE = ["rs_retinanet", "rs_atss", "rs_paa", "rs_fcos"]
 DENSE_KEYS = {"loss_dense_rank", "loss_dense_sort", "loss_dense_box"}
 
 
@@ -93,16 +99,51 @@ def test_empty_ground_truth(name, num_empty):
         assert float(losses["loss_dense_rank"]) > 0
 
 
-def test_losses_under_autocast_are_float32():
+@pytest.mark.parametrize("name", ["rs_paa", "rs_fcos"])
+def test_losses_under_autocast_are_float32(name):
     """AMP: with a low-precision forward (bfloat16 CPU autocast here), the assigner and the
     losses still run in float32."""
-    model = build("rs_paa")
+    model = build(name)
     with EventStorage(0), torch.autocast("cpu", dtype=torch.bfloat16):
         losses = model(batch())
     for key, value in losses.items():
         assert value.dtype == torch.float32 and torch.isfinite(value), key
     sum(losses.values()).backward()
     assert grad_sum(model.head.cls_score) > 0
+
+
+def test_rs_fcos_without_a_point_inside_any_box_has_zero_losses_in_the_graph():
+    """Ground truth but no positive: boxes between FCOS's points (level-0 centres at 4, 12, ...;
+    the level-1 point (8, 8) inside the first box reaches only 3 px, below level 1's 64)."""
+    model = build("rs_fcos")
+    inputs = [make_image(128, 128, [[5, 5, 11, 11], [69, 69, 75, 75]], [1, 2], seed=0)]
+    losses, storage = train_step(model, inputs)
+    assert set(losses) == DENSE_KEYS
+    assert storage.history("num_pos_anchors").latest() == 0
+    assert_zero_losses_still_in_graph(losses, head_layers(model))
+
+
+def test_rs_fcos_inference_under_autocast_decodes_in_float32(monkeypatch):
+    """The linear box coder decodes in its input's dtype (Box2BoxTransform casts to float32
+    itself): the detector hands it float32 deltas, so bfloat16 autocast does not round the
+    decoded coordinates (to 0.5-1 px at 64-256; Boxes casts only the rounded result)."""
+    model = build("rs_fcos").eval()
+    model.test_score_thresh = 0.0
+    coder = model.box2box_transform
+    decoded = []
+
+    def spy(deltas, boxes, decode=coder.apply_deltas):
+        out = decode(deltas, boxes)
+        decoded.append((deltas.dtype, out.dtype))
+        return out
+
+    monkeypatch.setattr(coder, "apply_deltas", spy)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        heads = model.head([torch.randn(1, 64, 4, 4)] * 5)
+        out = model([make_image(128, 128, [], [], seed=1)])[0]["instances"]
+    assert heads[1][0].dtype == torch.bfloat16  # the head's deltas are low precision
+    assert len(out) > 0 and decoded
+    assert set(decoded) == {(torch.float32, torch.float32)}
 
 
 def test_scaled_head_multiplies_each_levels_box_output():
@@ -249,7 +290,9 @@ def _inference(model, score_voting=None):
 
     def spy(features):
         out = orig(features)
-        captured.append(out)
+        # copies: with one anchor per location the detector's transposed logits are views of
+        # these, and it takes their sigmoid in place
+        captured.append([[x.clone() for x in per_level] for per_level in out])
         return out
 
     model.head.forward = spy
@@ -302,7 +345,7 @@ def test_dense_configs_follow_the_paper(size):
             return load(f"quick_schedules/{name}_tiny.py")
         return load(f"COCO-Detection/{name}_R_50_FPN_1x.py")
 
-    for name in RS_DENSE + ["retinanet"]:
+    for name in ["rs_retinanet", "rs_atss", "rs_paa", "retinanet"]:  # RS-FCOS: below
         c = cfg(name)
         m = c.model
         assert c.dataloader.train.mapper.use_instance_mask is False
@@ -344,6 +387,85 @@ def test_dense_configs_follow_the_paper(size):
             assert m.assigner.iou_threshold == 0.1 and m.score_voting_sigma == 0.025
 
 
+@pytest.mark.parametrize("size", ["tiny", "full"])
+def test_fcos_configs_are_the_designed_models(size):
+    """RS-FCOS: RSDenseDetector on FCOS's points, assigner and box coder, the authors' GN head
+    without centerness; the stock FCOS is Detectron2's; the ATSS-style variant changes only the
+    assigner and the anchor sizes."""
+
+    def cfg(name):
+        if size == "tiny":
+            return load(f"quick_schedules/{name}_tiny.py")
+        return load(f"COCO-Detection/{name}_R_50_FPN_1x.py")
+
+    rs, stock = cfg("rs_fcos"), cfg("fcos")
+    m = rs.model
+    assert m._target_ is RSDenseDetector and m.ranking_loss.delta == 0.5
+    assert m.box2box_transform._target_ is Box2BoxTransformLinear
+    assert m.box2box_transform.normalize_by_size is True
+    gen = m.anchor_generator
+    strides = [8, 16, 32, 64, 128]
+    assert list(gen.strides) == strides and [list(x) for x in gen.sizes] == [[s] for s in strides]
+    assert list(gen.aspect_ratios) == [1.0] and gen.offset == 0.5  # Detectron2 FCOS's points
+    assert m.assigner._target_ is FCOSAssigner
+    assert m.assigner.center_sampling_radius == 1.5 and list(m.assigner.size_range) == [4, 8]
+    assert m.ignore_padding_anchors is False  # FCOS labels every point
+    assert m.head._target_ is ScaledRetinaNetHead and m.head.norm == "GN"
+    assert m.head.num_anchors == 1 and m.head.prior_prob == 0.01
+    assert m.head.tower_conv_bias is False
+    assert len(m.head.conv_dims) == (4 if size == "full" else 2)
+    assert m.candidate_selection == "anchor" and m.clip_boxes_before_nms is True
+    assert m.test_nms_thresh == 0.6 and m.test_topk_candidates == 1000
+    # Detectron2 FCOS's backbone: P6 from P5, P7 from ReLU(P6)
+    assert m.backbone.top_block._target_ is LastLevelP6P7
+    assert m.backbone.top_block.in_feature == "p5"
+    assert OmegaConf.to_container(m.backbone) == OmegaConf.to_container(stock.model.backbone)
+    assert stock.model._target_.__name__ == "FCOS"
+    assert stock.model.head._target_.__name__ == "FCOSHead"
+    for c in (rs, stock):
+        assert c.dataloader.train.mapper.use_instance_mask is False
+    model = instantiate(m)
+    assert not hasattr(model.head, "ctrness")  # no centerness: RS's IoU targets replace it
+    towers = [*model.head.cls_subnet, *model.head.bbox_subnet]
+    assert all(layer.bias is None for layer in towers if isinstance(layer, torch.nn.Conv2d))
+    if size == "tiny":  # the tiny pair: the shared tiny optimiser, the dense-RS LR for RS
+        assert m.test_score_thresh == 0.0 and m.max_detections_per_image == 20
+        assert m.num_classes == m.head.num_classes == stock.model.num_classes == 8
+        assert rs.optimizer.lr == pytest.approx(0.008) and stock.optimizer.lr == 0.005
+        assert rs.train.clip_gradients.max_norm is None
+        return
+    assert m.test_score_thresh == 0.05 and m.max_detections_per_image == 100
+    # the authors' recipe: LR 0.01, biases at 2 x LR without decay, clipping at 35, a constant
+    # 1/3 warmup over 500 iterations; same data and 1x as the stock FCOS
+    assert rs.optimizer.lr == stock.optimizer.lr == 0.01
+    assert rs.optimizer.params.bias_lr_factor == 2.0
+    assert rs.optimizer.params.weight_decay_bias == 0.0
+    assert rs.optimizer.params.weight_decay_norm is None  # GN decays, as mmdetection
+    assert rs.train.clip_gradients.max_norm == 35.0
+    assert stock.train.clip_gradients.max_norm is None
+    assert stock.optimizer.params.weight_decay_norm == 0.0
+    assert "bias_lr_factor" not in stock.optimizer.params
+    warmup = rs.lr_multiplier
+    assert warmup.warmup_method == "constant" and warmup.warmup_factor == pytest.approx(1 / 3)
+    assert warmup.warmup_length * rs.train.max_iter == pytest.approx(500)
+    assert rs.train.max_iter == stock.train.max_iter == 87950
+    assert list(warmup.scheduler.milestones) == list(stock.lr_multiplier.scheduler.milestones)
+    assert rs.dataloader.train.total_batch_size == stock.dataloader.train.total_batch_size == 16
+    # the bias LR follows an override of the LR
+    overridden = LazyConfig.apply_overrides(cfg("rs_fcos"), ["optimizer.lr=0.02"])
+    overridden.optimizer.params.model = torch.nn.Conv2d(1, 1, 1)
+    groups = instantiate(overridden.optimizer).param_groups
+    assert sorted((g["lr"], g["weight_decay"]) for g in groups) == [(0.02, 1e-4), (0.04, 0.0)]
+    # the ATSS-style variant: only the assigner and the anchor sizes (8 x stride) differ
+    atss = load("COCO-Detection/rs_fcos_atss_R_50_FPN_1x.py")
+    assert atss.model.assigner._target_ is ATSSAssigner and atss.model.assigner.topk == 9
+    assert [list(x) for x in atss.model.anchor_generator.sizes] == [[8 * s] for s in strides]
+    mine, theirs = OmegaConf.to_container(atss), OmegaConf.to_container(rs)
+    for c in (mine, theirs):
+        del c["model"]["assigner"], c["model"]["anchor_generator"]["sizes"]
+    assert mine == theirs
+
+
 # --------------------------------------------------------------------------------------------
 # End to end: a few training iterations of each tiny model through train_net.py
 # --------------------------------------------------------------------------------------------
@@ -360,7 +482,7 @@ def read_metrics(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
-@pytest.mark.parametrize("name", RS_DENSE + ["retinanet"])
+@pytest.mark.parametrize("name", sorted(E2E_ITERS))
 def test_train_net_end_to_end(name, tmp_path):
     """Train the tiny model for a few iterations on the shapes dataset and evaluate it: the logged
     losses are finite and go down (mean of the first two logs vs the last two), and COCO
@@ -396,3 +518,35 @@ def test_train_net_end_to_end(name, tmp_path):
     ap = [r["bbox/AP"] for r in rows if "bbox/AP" in r]
     assert len(ap) == 1 and math.isfinite(ap[0]) and ap[0] >= 0, rows[-1]
     assert "copypaste: AP,AP50,AP75,APs,APm,APl" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    "name, loss_keys",
+    [
+        ("rs_fcos", DENSE_KEYS),
+        ("fcos", {"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr"}),
+    ],
+)
+def test_fcos_pair_trains_and_evaluates_through_train_net(name, loss_keys, tmp_path):
+    """The tiny FCOS pair through train_net.py: 3 iterations with finite losses, then a COCO
+    evaluation (a short run: the losses falling is shown by benchmarks/compare_losses.py)."""
+    iters = 3
+    out = tmp_path / name
+    run_train_net(
+        f"configs/quick_schedules/{name}_tiny.py",
+        out,
+        f"train.max_iter={iters}",
+        f"train.eval_period={iters}",
+        "train.log_period=1",
+        "train.checkpointer.period=1000000",
+        "train.seed=0",
+        timeout=600,
+    )
+    rows = read_metrics(out / "metrics.json")
+    train_rows = [r for r in rows if "total_loss" in r]
+    assert len(train_rows) == iters
+    for row in train_rows:
+        assert {k for k in row if k.startswith("loss_")} == loss_keys
+        assert all(math.isfinite(row[k]) for k in loss_keys | {"total_loss"}), row
+    ap = [r["bbox/AP"] for r in rows if "bbox/AP" in r]
+    assert len(ap) == 1 and math.isfinite(ap[0]) and ap[0] >= 0, rows[-1]

@@ -1,7 +1,8 @@
 """Any ranking loss trains any RS head by a config override alone: AP and aLRP each train every RS
-model (RPN, R-CNN, Cascade, Mask R-CNN, RetinaNet, ATSS, PAA, SOLOv2, YOLACT) through the public
-config path (``get_config``, an override of every ``ranking_loss`` node, ``instantiate``). RS, the
-configs' own loss, trains every one of them in test_train_e2e, test_reliability and the rest."""
+model (RPN, R-CNN, Cascade, Mask R-CNN, RetinaNet, ATSS, PAA, FCOS, SOLOv2, YOLACT) through the
+public config path (``get_config``, an override of every ``ranking_loss`` node, ``instantiate``).
+RS, the configs' own loss, trains every one of them in test_train_e2e, test_reliability and the
+rest."""
 
 import pytest
 import torch
@@ -21,6 +22,7 @@ MODELS = [
     "rs_retinanet",
     "rs_atss",
     "rs_paa",
+    "rs_fcos",
     "rs_solov2",
     "rs_yolact",
 ]

@@ -34,6 +34,7 @@ MODELS = [
     "rs_retinanet_tiny.py",
     "rs_atss_tiny.py",
     "rs_paa_tiny.py",
+    "rs_fcos_tiny.py",
     "mask_rcnn_tiny.py",
 ]
 

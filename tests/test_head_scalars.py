@@ -42,6 +42,7 @@ HEADS = {
     "rs_retinanet": [DENSE],
     "rs_atss": [DENSE],
     "rs_paa": [DENSE],
+    "rs_fcos": [DENSE],
     "rs_solov2": [("solo/dice_loss", M + "solov2.rs_solov2", "dice_loss", 0, "loss_solo_mask")],
     "rs_yolact": [
         ("dense/giou_loss", M + "yolact.rs_yolact", "giou_loss", 0, "loss_dense_box"),
@@ -60,6 +61,7 @@ LOSS_KEYS = {
     "rs_retinanet": DENSE_KEYS,
     "rs_atss": DENSE_KEYS,
     "rs_paa": DENSE_KEYS,
+    "rs_fcos": DENSE_KEYS,
     "rs_solov2": {"loss_solo_rank", "loss_solo_sort", "loss_solo_mask"},
     "rs_yolact": DENSE_KEYS | {"loss_dense_mask"},
 }

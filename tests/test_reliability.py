@@ -269,6 +269,11 @@ def test_diverging_run_names_iteration_and_term_and_keeps_a_good_checkpoint(tmp_
             ["loss_dense_rank"],
         ),
         (
+            "configs/quick_schedules/rs_fcos_tiny.py",
+            ["model.ranking_loss.pool"],
+            ["loss_dense_rank", "loss_dense_box"],
+        ),
+        (
             "configs/quick_schedules/rs_solov2_tiny.py",
             ["model.ranking_loss.pool"],
             ["loss_solo_rank", "loss_solo_sort", "loss_solo_mask"],

@@ -19,6 +19,7 @@ from detectron2.modeling import (
     ROI_MASK_HEAD_REGISTRY,
     build_model,
 )
+from detectron2.modeling.box_regression import Box2BoxTransform, Box2BoxTransformLinear
 from detectron2.utils.events import EventStorage
 
 from rs_detectron2.config import add_rs_config, build_ranking_loss, ranking_loss_from_config
@@ -29,12 +30,14 @@ from rs_detectron2.modeling import (
     DENSE_HEAD_REGISTRY,
     RANKING_LOSS_REGISTRY,
     RSRPN,
+    FCOSAssigner,
     IoUAssigner,
     RSDenseDetector,
     RSMaskRCNNConvUpsampleHead,
     RSRetinaNet,
     RSStandardROIHeads,
     ScaledRetinaNetHead,
+    build_fcos_resnet_fpn_backbone,
     build_rs_atss_resnet_fpn_backbone,
 )
 from rs_detectron2.utils.testing import batch, make_image
@@ -49,6 +52,7 @@ MODELS = [
     ("rs_retinanet", "tiny_one_stage"),
     ("rs_atss", "tiny_one_stage"),
     ("rs_paa", "tiny_one_stage"),
+    ("rs_fcos", "tiny_one_stage"),
 ]
 
 
@@ -148,6 +152,9 @@ def test_rs_classes_are_in_detectron2s_registries():
     assert BACKBONE_REGISTRY.get("build_rs_atss_resnet_fpn_backbone") is (
         build_rs_atss_resnet_fpn_backbone
     )
+    assert BACKBONE_REGISTRY.get("build_fcos_resnet_fpn_backbone") is (
+        build_fcos_resnet_fpn_backbone
+    )
     assert PROPOSAL_GENERATOR_REGISTRY.get("RSRPN") is RSRPN
     assert ROI_HEADS_REGISTRY.get("RSStandardROIHeads") is RSStandardROIHeads
     assert ROI_HEADS_REGISTRY.get("RSCascadeROIHeads").__name__ == "RSCascadeROIHeads"
@@ -204,7 +211,7 @@ def test_an_unknown_dense_assigner_is_named():
 
 def test_the_rs_choices_are_registries_named_as_the_yacs_values():
     assert {name for name, _ in RANKING_LOSS_REGISTRY} == {"RS", "AP", "aLRP"}
-    assert {name for name, _ in ASSIGNER_REGISTRY} == {"IoU", "ATSS", "PAA"}
+    assert {name for name, _ in ASSIGNER_REGISTRY} == {"IoU", "ATSS", "PAA", "FCOS"}
     assert {name for name, _ in DENSE_HEAD_REGISTRY} == {"RetinaNetHead", "ScaledRetinaNetHead"}
     assert ranking_loss_from_config is build_ranking_loss  # its former name
 
@@ -238,6 +245,28 @@ def test_an_unknown_dense_head_is_named():
     cfg.MODEL.RS.DENSE.HEAD = "FCOSHead"
     with pytest.raises(ValueError, match=r"MODEL.RS.DENSE.HEAD must be one of \['RetinaNetHead'"):
         build_model(cfg)
+
+
+def test_the_box_coder_is_chosen_by_name_and_defaults_to_the_rs_weights():
+    cfg = yacs_cfg("rs_retinanet", "tiny_one_stage")
+    assert cfg.MODEL.RS.DENSE.BOX_TRANSFORM == "Box2BoxTransform"
+    coder = build_model(cfg).box2box_transform
+    assert type(coder) is Box2BoxTransform and tuple(coder.weights) == (10.0, 10.0, 5.0, 5.0)
+    cfg.MODEL.RS.DENSE.BOX_TRANSFORM = "Box2BoxTransformLinear"
+    coder = build_model(cfg).box2box_transform
+    assert type(coder) is Box2BoxTransformLinear and coder.normalize_by_size
+    cfg.MODEL.RS.DENSE.BOX_TRANSFORM = "Linear"
+    with pytest.raises(ValueError, match=r"MODEL.RS.DENSE.BOX_TRANSFORM must be one of"):
+        build_model(cfg)
+
+
+def test_the_fcos_assigner_takes_its_yacs_keys():
+    cfg = yacs_cfg("rs_fcos", "tiny_one_stage")
+    cfg.MODEL.RS.DENSE.FCOS_CENTER_SAMPLING_RADIUS = 2.5
+    cfg.MODEL.RS.DENSE.FCOS_SIZE_RANGE = (2.0, 6.0)
+    assigner = build_model(cfg).assigner
+    assert type(assigner) is FCOSAssigner
+    assert (assigner.center_sampling_radius, assigner.size_range) == (2.5, (2.0, 6.0))
 
 
 def test_the_scaled_head_is_built_from_the_yacs_keys():

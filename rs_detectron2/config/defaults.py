@@ -62,14 +62,21 @@ def add_rs_config(cfg: CN) -> CN:
     # cascade: "every_stage" (the authors': exact GT boxes in every stage) or "first" (Detectron2)
     rs.ROI_HEADS.ADD_GT_AS_PROPOSALS = "every_stage"
 
-    # RSDenseDetector: RS-RetinaNet by default; RS-ATSS / RS-PAA change the assigner, the head,
-    # the anchors, the test-time rules and the backbone (configs/yacs/)
+    # RSDenseDetector: RS-RetinaNet by default; RS-ATSS / RS-PAA / RS-FCOS change the assigner, the
+    # head, the anchors, the test-time rules and the backbone, RS-FCOS the box coder too
+    # (configs/yacs/)
     rs.DENSE = CN()
-    # IoU (MODEL.RETINANET.IOU_*), ATSS or PAA, of ASSIGNER_REGISTRY
+    # IoU (MODEL.RETINANET.IOU_*), ATSS, PAA or FCOS, of ASSIGNER_REGISTRY
     rs.DENSE.ASSIGNER = "IoU"
     rs.DENSE.ATSS_TOPK = 9
     rs.DENSE.PAA_IOU_THRESHOLD = 0.1
     rs.DENSE.PAA_TOPK = 9  # PAA's focal terms: MODEL.RETINANET.FOCAL_LOSS_ALPHA / GAMMA
+    # FCOS: centre sampling radius and the per-level size range, in strides (Detectron2's FCOS)
+    rs.DENSE.FCOS_CENTER_SAMPLING_RADIUS = 1.5
+    rs.DENSE.FCOS_SIZE_RANGE = (4.0, 8.0)
+    # "Box2BoxTransform" (weights MODEL.RS.BBOX_REG_WEIGHTS) or "Box2BoxTransformLinear" (FCOS's
+    # distances to the box's sides in strides, RS-FCOS)
+    rs.DENSE.BOX_TRANSFORM = "Box2BoxTransform"
     # RetinaNetHead or ScaledRetinaNetHead (ATSS / PAA, GN in MODEL.RETINANET), of
     # DENSE_HEAD_REGISTRY
     rs.DENSE.HEAD = "RetinaNetHead"

@@ -38,10 +38,13 @@ def tiny_backbone(backbone):
     bottom_up.stages.pop("stride_in_1x1")  # ResNet-18 has no bottleneck blocks
     backbone.out_channels = TINY_CHANNELS
     top_block = backbone.get("top_block")
-    # P6 from res5 (RetinaNet) takes ResNet-18's res5 channels; from P5 (ATSS) it follows the FPN.
+    # P6 from res5 (RetinaNet) takes ResNet-18's res5 channels; from P5 (ATSS, FCOS) the FPN's,
+    # linked (Detectron2's FCOS config writes 256)
     if top_block is not None and "in_channels" in top_block:
         if top_block.get("in_feature", "res5") == "res5":
             top_block.in_channels = _R18_RES5_CHANNELS
+        else:
+            top_block.in_channels = "${..out_channels}"
     return backbone
 
 
@@ -75,11 +78,11 @@ def tiny_two_stage(model, num_classes: int):
 
 
 def tiny_one_stage(model, num_classes: int):
-    """Shrink a RetinaNet-style model config (stock RetinaNet, RS-RetinaNet, RS-ATSS, RS-PAA) in
-    place: P3-P7 of the tiny backbone, heads of 2 convs x 64 channels.
+    """Shrink a dense model config (stock RetinaNet and FCOS, RS-RetinaNet, RS-ATSS, RS-PAA,
+    RS-FCOS) in place: P3-P7 of the tiny backbone, heads of 2 convs x 64 channels.
 
     Args:
-        model: the LazyConfig node of a ``RetinaNet`` or ``RSDenseDetector``.
+        model: the LazyConfig node of a ``RetinaNet``, ``FCOS`` or ``RSDenseDetector``.
         num_classes: the number of classes of the data.
     Returns:
         the same node.

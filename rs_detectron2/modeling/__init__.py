@@ -2,15 +2,24 @@
 
 Importing this package registers what yacs configs name: the RS heads in Detectron2's registries
 (``RSDenseDetector`` / ``RSRetinaNet``, ``RSRPN``, ``RSStandardROIHeads``, ``RSCascadeROIHeads``,
-``RSMaskRCNNConvUpsampleHead``, ``build_rs_atss_resnet_fpn_backbone``) and the RS choices in this
-package's (:data:`RANKING_LOSS_REGISTRY`, :data:`ASSIGNER_REGISTRY`, :data:`DENSE_HEAD_REGISTRY`).
+``RSMaskRCNNConvUpsampleHead``, ``build_rs_atss_resnet_fpn_backbone``,
+``build_fcos_resnet_fpn_backbone``) and the RS choices in this package's
+(:data:`RANKING_LOSS_REGISTRY`, :data:`ASSIGNER_REGISTRY`, :data:`DENSE_HEAD_REGISTRY`).
 """
 
 from .anchor_validity import valid_anchor_mask
-from .assigners import ASSIGNER_REGISTRY, ATSSAssigner, IoUAssigner, PAAAssigner, build_assigner
+from .assigners import (
+    ASSIGNER_REGISTRY,
+    ATSSAssigner,
+    FCOSAssigner,
+    IoUAssigner,
+    PAAAssigner,
+    build_assigner,
+)
 from .backbone import (
     FrozenStatsBatchNorm2d,
     LastLevelP6P7NoReLU,
+    build_fcos_resnet_fpn_backbone,
     build_rs_atss_resnet_fpn_backbone,
 )
 from .masks import crop_canvas_masks, rasterize_gt_masks, resize_full_image_masks
@@ -52,6 +61,7 @@ __all__ = [
     "DENSE_HEAD_REGISTRY",
     "build_dense_head",
     "build_rs_atss_resnet_fpn_backbone",
+    "build_fcos_resnet_fpn_backbone",
     "RSRPN",
     "RSFastRCNNOutputLayers",
     "RSMaskRCNNConvUpsampleHead",
@@ -64,6 +74,7 @@ __all__ = [
     "IoUAssigner",
     "ATSSAssigner",
     "PAAAssigner",
+    "FCOSAssigner",
     "regression_quality",
     "FrozenStatsBatchNorm2d",
     "valid_anchor_mask",

@@ -4,8 +4,8 @@ A new assigner (an :class:`~rs_detectron2.modeling.assigners.AnchorAssigner`) jo
 configs by registering a builder under the name the config will use::
 
     @ASSIGNER_REGISTRY.register()
-    def FCOS(cfg):
-        return FCOSAssigner(center_sampling_radius=1.5)
+    def SimOTA(cfg):
+        return SimOTAAssigner(center_radius=cfg.MODEL.RS.DENSE.SIMOTA_RADIUS)
 
 LazyConfigs give the assigner itself (``assigner=L(ATSSAssigner)(topk=9)``).
 """
@@ -15,6 +15,7 @@ from detectron2.utils.registry import Registry
 from ..registry import registered
 from .atss import ATSSAssigner
 from .base import AnchorAssigner
+from .fcos import FCOSAssigner
 from .iou import IoUAssigner
 from .paa import PAAAssigner
 
@@ -48,6 +49,16 @@ def PAA(cfg) -> PAAAssigner:
         topk=dense.PAA_TOPK,
         focal_alpha=retina.FOCAL_LOSS_ALPHA,
         focal_gamma=retina.FOCAL_LOSS_GAMMA,
+    )
+
+
+@ASSIGNER_REGISTRY.register()
+def FCOS(cfg) -> FCOSAssigner:
+    """FCOS's points with ``MODEL.RS.DENSE.FCOS_CENTER_SAMPLING_RADIUS`` and
+    ``MODEL.RS.DENSE.FCOS_SIZE_RANGE`` (in strides)."""
+    dense = cfg.MODEL.RS.DENSE
+    return FCOSAssigner(
+        center_sampling_radius=dense.FCOS_CENTER_SAMPLING_RADIUS, size_range=dense.FCOS_SIZE_RANGE
     )
 
 

@@ -1,7 +1,8 @@
 """The RS dense (one-stage) detector: anchor-based dense heads trained with a ranking loss (RS by
-default; Oksuz et al. 2021). RS-RetinaNet, RS-ATSS and RS-PAA are this one class, configured."""
+default; Oksuz et al. 2021). RS-RetinaNet, RS-ATSS, RS-PAA and RS-FCOS are this one class,
+configured."""
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -10,7 +11,7 @@ from detectron2.config import configurable
 from detectron2.layers import batched_nms, cat
 from detectron2.modeling.anchor_generator import build_anchor_generator
 from detectron2.modeling.backbone import Backbone, build_backbone
-from detectron2.modeling.box_regression import Box2BoxTransform
+from detectron2.modeling.box_regression import Box2BoxTransform, Box2BoxTransformLinear
 from detectron2.modeling.meta_arch import META_ARCH_REGISTRY
 from detectron2.modeling.meta_arch.dense_detector import DenseDetector
 from detectron2.structures import Boxes, ImageList, Instances
@@ -27,15 +28,23 @@ from .score_voting import score_voting
 
 __all__ = ["RSDenseDetector", "RSRetinaNet"]
 
+# The box coders of a yacs config, by MODEL.RS.DENSE.BOX_TRANSFORM: the R-CNN one with the RS
+# weights (MODEL.RS.BBOX_REG_WEIGHTS), or FCOS's distances to the four sides in strides.
+_BOX_TRANSFORMS = {
+    "Box2BoxTransform": lambda cfg: Box2BoxTransform(weights=cfg.MODEL.RS.BBOX_REG_WEIGHTS),
+    "Box2BoxTransformLinear": lambda cfg: Box2BoxTransformLinear(normalize_by_size=True),
+}
+
 
 @META_ARCH_REGISTRY.register()
 class RSDenseDetector(DenseDetector):
     """A dense detector over anchors trained with a ranking loss (RS by default): RS-RetinaNet,
-    RS-ATSS and RS-PAA differ only in their ``assigner``, head, anchors and test settings (see
-    ``configs/common/models/rs_{retinanet,atss,paa}_fpn.py``). It stands on Detectron2's
-    :class:`DenseDetector` as Detectron2's FCOS does: :meth:`forward_training` labels the anchors
-    (:meth:`label_anchors`, with a pluggable assigner) and computes :meth:`losses`;
-    :meth:`forward_inference` decodes the detections.
+    RS-ATSS, RS-PAA and RS-FCOS differ only in their ``assigner``, head, anchors, box coder and
+    test settings (see ``configs/common/models/rs_{retinanet,atss,paa,fcos}_fpn.py``; RS-FCOS's
+    points are one stride-sized anchor per location with FCOS's linear box coder). It stands on
+    Detectron2's :class:`DenseDetector` as Detectron2's FCOS does: :meth:`forward_training`
+    labels the anchors (:meth:`label_anchors`, with a pluggable assigner) and computes
+    :meth:`losses`; :meth:`forward_inference` decodes the detections.
 
     Training (:meth:`losses`): one ranking-loss call over all images x anchors x classes of the
     batch (no sampling). A positive anchor's GT-class entry has as target the IoU of its regressed
@@ -62,7 +71,7 @@ class RSDenseDetector(DenseDetector):
         head: nn.Module,
         head_in_features: Optional[List[str]] = None,
         anchor_generator: nn.Module,
-        box2box_transform: Box2BoxTransform,
+        box2box_transform: Union[Box2BoxTransform, Box2BoxTransformLinear],
         assigner: AnchorAssigner,
         num_classes: int,
         ranking_loss: Optional[RankingLoss] = None,
@@ -85,9 +94,12 @@ class RSDenseDetector(DenseDetector):
                 ``head`` maps the per-level features to per-level ``(logits (N, A*K, Hi, Wi),
                 deltas (N, A*4, Hi, Wi))`` (:class:`RetinaNetHead`, :class:`ScaledRetinaNetHead`).
             anchor_generator: A anchors per location on every level (Detectron2's).
-            box2box_transform: the box coder of the deltas.
+            box2box_transform: the box coder of the deltas: ``Box2BoxTransform`` (RS-RetinaNet,
+                RS-ATSS, RS-PAA) or another with its ``get_deltas`` / ``apply_deltas``, such as
+                FCOS's ``Box2BoxTransformLinear`` (RS-FCOS). Boxes are decoded in float32.
             assigner: labels one image's anchors, see :mod:`rs_detectron2.modeling.assigners`
-                (``IoUAssigner`` for RS-RetinaNet, ``ATSSAssigner``, ``PAAAssigner``).
+                (``IoUAssigner`` for RS-RetinaNet, ``ATSSAssigner``, ``PAAAssigner``,
+                ``FCOSAssigner``).
             num_classes: K.
             ranking_loss: the ranking loss of the classifier and the weighting of the box loss
                 (default: :class:`RankSortLoss` with the paper's delta 0.5).
@@ -131,19 +143,26 @@ class RSDenseDetector(DenseDetector):
     def from_config(cls, cfg):
         """yacs: :class:`RetinaNet`'s keys (backbone, anchors, head convs and norm, test
         settings), with ``cfg.MODEL.RS``'s ranking loss (:func:`build_ranking_loss`), box coder
-        weights and padding anchors, and ``MODEL.RS.DENSE``'s assigner (:func:`build_assigner`),
-        head (:func:`build_dense_head`) and test-time rules."""
+        weights and padding anchors, and ``MODEL.RS.DENSE``'s box coder (``BOX_TRANSFORM``:
+        ``Box2BoxTransform`` with ``MODEL.RS.BBOX_REG_WEIGHTS``, or FCOS's
+        ``Box2BoxTransformLinear``), assigner (:func:`build_assigner`), head
+        (:func:`build_dense_head`) and test-time rules."""
         backbone = build_backbone(cfg)
         backbone_shape = backbone.output_shape()
         retina, rs, dense = cfg.MODEL.RETINANET, cfg.MODEL.RS, cfg.MODEL.RS.DENSE
         feature_shapes = [backbone_shape[f] for f in retina.IN_FEATURES]
+        if dense.BOX_TRANSFORM not in _BOX_TRANSFORMS:
+            raise ValueError(
+                f"MODEL.RS.DENSE.BOX_TRANSFORM must be one of {sorted(_BOX_TRANSFORMS)}, "
+                f"got {dense.BOX_TRANSFORM!r}"
+            )
         return {
             "backbone": backbone,
             "head": build_dense_head(cfg, feature_shapes),
             "head_in_features": retina.IN_FEATURES,
             "anchor_generator": build_anchor_generator(cfg, feature_shapes),
             # MODEL.RS.BBOX_REG_WEIGHTS, not MODEL.RETINANET's: one box coder for every RS head
-            "box2box_transform": Box2BoxTransform(weights=rs.BBOX_REG_WEIGHTS),
+            "box2box_transform": _BOX_TRANSFORMS[dense.BOX_TRANSFORM](cfg),
             "assigner": build_assigner(cfg),
             "num_classes": retina.NUM_CLASSES,
             "ranking_loss": build_ranking_loss(cfg),
@@ -333,7 +352,9 @@ class RSDenseDetector(DenseDetector):
         results: List[Instances] = []
         for img_idx, image_size in enumerate(images.image_sizes):
             scores_per_image = [x[img_idx].sigmoid_() for x in pred_logits]
-            deltas_per_image = [x[img_idx] for x in pred_anchor_deltas]
+            # float32: Box2BoxTransform decodes in float32 whatever it gets, the linear coder in
+            # the deltas' dtype (bfloat16 under autocast rounds coordinates near 1000 to 4-8 px)
+            deltas_per_image = [x[img_idx].float() for x in pred_anchor_deltas]
             results.append(
                 self.inference_single_image(anchors, scores_per_image, deltas_per_image, image_size)
             )
