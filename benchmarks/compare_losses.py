@@ -5,6 +5,8 @@
     python benchmarks/compare_losses.py --pairs mask_rcnn --seeds 1 --iters 300 --markdown
     python benchmarks/compare_losses.py --resume              # continue a partial run
     python benchmarks/compare_losses.py --jobs 2              # two trainings at a time
+    python benchmarks/compare_losses.py --pairs fcos --candidate-opts optimizer.lr=0.005
+                                                              # a variant of the RS model only
 
 What is compared
     Each pair is two tiny configs of configs/quick_schedules/ (ResNet-18 with BN, 64-channel FPN,
@@ -45,6 +47,7 @@ Parallel runs
 """
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -67,6 +70,7 @@ PAIRS = {
     "atss": ("retinanet_tiny", "rs_atss_tiny", "ATSS assigner and head vs RetinaNet's"),
     "paa": ("retinanet_tiny", "rs_paa_tiny", "PAA assigner and ATSS head vs RetinaNet's"),
     "fcos": ("fcos_tiny", "rs_fcos_tiny", "no centerness; towers without bias, a scale per level"),
+    "fcos_atss": ("fcos_tiny", "rs_fcos_atss_tiny", "RS-FCOS with ATSS's assignment"),
     "ap_retinanet": ("retinanet_tiny", "ap_retinanet_tiny", ""),
     "alrp_retinanet": ("retinanet_tiny", "alrp_retinanet_tiny", ""),
     "ap_atss": ("retinanet_tiny", "ap_atss_tiny", "ATSS assigner and head vs RetinaNet's"),
@@ -210,6 +214,8 @@ def train_run(config, seed, iters, output_root, opts=(), jobs=1):
     :func:`threads_per_job`); returns the run's JSON record so far and its start time. Safe to call
     from several threads (it only waits on a subprocess)."""
     stem = os.path.splitext(os.path.basename(config))[0]
+    if opts:  # runs of one config with other overrides must not share a folder
+        stem += "_o" + hashlib.sha1(" ".join(opts).encode()).hexdigest()[:8]
     output_dir = os.path.join(output_root, f"{stem}_s{seed}_i{iters}")
     log_path = f"{output_dir}.log"
     os.makedirs(output_root, exist_ok=True)
@@ -264,9 +270,10 @@ def fmt(values, digits=1):
     return f"{mean:.{digits}f}" if spread is None else f"{mean:.{digits}f} ± {spread:.{digits}f}"
 
 
-def summarise(runs, pairs, seeds, iters, opts=()):
+def summarise(runs, pairs, seeds, iters, opts=(), candidate_opts=()):
     """Table rows: per pair, the baseline, the candidate and their difference of means.
 
+    ``opts`` are the overrides of every run, ``candidate_opts`` those added to the candidates'.
     Each row is a dict with ``pair``, ``model`` (config name or "difference"), ``n`` (finished
     runs), ``failed``, one value per METRICS key (list of per-seed values; for the difference
     row, the difference of means or None) and ``wall_s`` (per-seed wall times)."""
@@ -275,12 +282,13 @@ def summarise(runs, pairs, seeds, iters, opts=()):
     for name in pairs:
         base, cand, note = PAIRS[name]
         pair_rows = []
-        for model in (base, cand):
-            found = [done.get(run_key(config_path(model), s, iters, opts)) for s in seeds]
+        for model, extra in ((base, ()), (cand, tuple(candidate_opts))):
+            key_opts = (*opts, *extra)
+            found = [done.get(run_key(config_path(model), s, iters, key_opts)) for s in seeds]
             ok = [r for r in found if r and r["status"] == "ok"]
             row = {
                 "pair": name,
-                "model": model,
+                "model": model + (f" ({' '.join(extra)})" if extra else ""),
                 "n": len(ok),
                 "failed": sum(1 for r in found if r and r["status"] != "ok"),
                 "wall_s": [r["wall_s"] for r in ok],
@@ -339,7 +347,13 @@ def parse_args(argv=None):
         help=f"pairs to train, space- or comma-separated ({', '.join(pairs)})",
     )
     parser.add_argument(
-        "--seeds", type=int, default=3, help="seeds 0..N-1 per model (N runs of each config)"
+        "--seeds", type=int, default=3, help="N seeds per model: FIRST..FIRST+N-1 (N runs each)"
+    )
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="the first seed (train more seeds of an earlier run: --first-seed 1 --seeds 2)",
     )
     parser.add_argument("--iters", type=int, default=300, help="training iterations per run")
     parser.add_argument(
@@ -362,6 +376,14 @@ def parse_args(argv=None):
         metavar="KEY=VALUE",
         help="train_net.py overrides for every run (part of what identifies a run)",
     )
+    parser.add_argument(
+        "--candidate-opts",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="overrides for the candidate (RS) models only, after --opts: a variant against the "
+        "same baselines",
+    )
     args = parser.parse_args(argv)
     args.pairs = list(dict.fromkeys(p for item in args.pairs for p in item.split(",") if p))
     unknown = [p for p in args.pairs if p not in pairs]
@@ -369,6 +391,10 @@ def parse_args(argv=None):
         parser.error(
             f"--pairs: unknown {', '.join(unknown) or '(none given)'}; choose from "
             f"{', '.join(pairs)}"
+        )
+    if args.seeds < 1 or args.first_seed < 0:
+        parser.error(
+            f"--seeds must be >= 1 and --first-seed >= 0, got {args.seeds}, {args.first_seed}"
         )
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
@@ -389,7 +415,7 @@ def report_run(number, total, record):
 
 def main(argv=None):
     args = parse_args(argv)
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     runs = load_results(args.results) if args.resume else []
     if not args.resume and os.path.isfile(args.results):
         print(f"starting a new results file at {args.results} (--resume keeps its runs)")
@@ -397,9 +423,10 @@ def main(argv=None):
     done = {run_key(r["config"], r["seed"], r["iters"], r.get("opts", ())) for r in runs}
     todo = []
     for name in args.pairs:
-        for model in PAIRS[name][:2]:
+        base, cand, _ = PAIRS[name]
+        for model, extra in ((base, ()), (cand, tuple(args.candidate_opts))):
             for seed in seeds:
-                key = run_key(config_path(model), seed, args.iters, args.opts)
+                key = run_key(config_path(model), seed, args.iters, (*args.opts, *extra))
                 if key not in done and key not in todo:
                     todo.append(key)
     print(f"{len(todo)} runs to train, {len(done)} found in {args.results}", flush=True)
@@ -415,7 +442,7 @@ def main(argv=None):
             runs.append(record)
             save_results(args.results, runs)  # this thread only: never two writers
             report_run(futures[future], len(todo), record)
-    rows = summarise(runs, args.pairs, seeds, args.iters, args.opts)
+    rows = summarise(runs, args.pairs, seeds, args.iters, args.opts, args.candidate_opts)
     print(
         f"\nTiny models on the shapes data, from scratch, CPU: {args.iters} iterations, "
         f"seeds {seeds}; evaluated on rs_shapes_val. AP: higher is better; oLRP: lower is "

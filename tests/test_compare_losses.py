@@ -140,6 +140,38 @@ def test_parallel_runs_are_evaluated_in_the_main_thread(tmp_path, monkeypatch, c
     ]
 
 
+def test_candidate_overrides_and_later_seeds(tmp_path, monkeypatch, capsys):
+    """--candidate-opts trains a variant of the RS model only, against the same baselines, in its
+    own folder; --first-seed trains later seeds alone."""
+    trained = []
+
+    def fake_train(config, seed, iters, output_dir, log_path, opts=(), threads=None):
+        trained.append((os.path.basename(config), seed, tuple(opts), output_dir))
+        os.makedirs(output_dir)
+        with open(os.path.join(output_dir, "metrics.json"), "w") as f:
+            ap = 40.0 + seed + (5.0 if opts else 0.0)
+            f.write(json.dumps({"iteration": iters - 1, "bbox/AP": ap}) + "\n")
+        return 0
+
+    monkeypatch.setattr(cl, "train_one", fake_train)
+    monkeypatch.setattr(cl, "evaluate_olrp", lambda config, results_dir, tasks: {})
+    common = ["--pairs", "fcos", "--iters", "5", "--output", str(tmp_path / "cmp"), "--resume"]
+    cl.main(common + ["--first-seed", "1", "--seeds", "2"])
+    assert sorted(t[:3] for t in trained) == [
+        (name, seed, ()) for name in ("fcos_tiny.py", "rs_fcos_tiny.py") for seed in (1, 2)
+    ]
+    trained.clear()
+    rows = cl.main(common + ["--first-seed", "1", "--seeds", "2", "--candidate-opts", "a.b=1"])
+    # the baselines are kept; the candidate with the override is a new run in another folder
+    assert sorted(t[:3] for t in trained) == [("rs_fcos_tiny.py", s, ("a.b=1",)) for s in (1, 2)]
+    assert all(os.path.basename(t[3]).startswith("rs_fcos_tiny_o") for t in trained)
+    base, cand, diff = rows
+    assert base["bbox/AP"] == [41.0, 42.0] and cand["bbox/AP"] == [46.0, 47.0]
+    assert cand["model"] == "rs_fcos_tiny (a.b=1)" and diff["bbox/AP"] == pytest.approx(5.0)
+    with pytest.raises(SystemExit):
+        cl.parse_args(["--seeds", "0"])
+
+
 def test_one_pair_one_seed_trains_evaluates_and_resumes(tmp_path):
     out = tmp_path / "cmp"
     cmd = [sys.executable, SCRIPT, "--pairs", "retinanet", "--seeds", "1", "--iters", "1"]

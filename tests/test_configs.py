@@ -61,6 +61,7 @@ CONFIGS = [
     "quick_schedules/rs_atss_tiny.py",
     "quick_schedules/rs_cascade_rcnn_tiny.py",
     "quick_schedules/rs_faster_rcnn_tiny.py",
+    "quick_schedules/rs_fcos_atss_tiny.py",
     "quick_schedules/rs_fcos_tiny.py",
     "quick_schedules/rs_mask_rcnn_lvis_tiny.py",
     "quick_schedules/rs_mask_rcnn_tiny.py",
