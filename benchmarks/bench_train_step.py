@@ -154,23 +154,25 @@ def build(config, device, num_classes, no_sampling=False):
 
 
 def synthetic_batch(num_images, size, num_classes, device, seed=0):
-    """``num_images`` (3, size, size) images with 3-8 random boxes each (box-shaped masks),
-    identical for every model."""
+    """``num_images`` (3, height, width) images (``size``: a side, or ``(height, width)``) with 3-8
+    random boxes each (box-shaped masks), identical for every model."""
+    height, width = (size, size) if isinstance(size, int) else size
+    extent = torch.tensor([width, height], dtype=torch.float32)
     g = torch.Generator().manual_seed(seed)
     batch = []
     for _ in range(num_images):
         n = int(torch.randint(3, 9, (1,), generator=g))
-        xy = torch.rand(n, 2, generator=g) * size * 0.7
-        wh = (torch.rand(n, 2, generator=g) * 0.4 + 0.1) * size
-        boxes = torch.cat([xy, (xy + wh).clamp(max=size - 1)], dim=1)
-        masks = torch.zeros(n, size, size, dtype=torch.bool)
+        xy = torch.rand(n, 2, generator=g) * extent * 0.7
+        wh = (torch.rand(n, 2, generator=g) * 0.4 + 0.1) * extent
+        boxes = torch.cat([xy, torch.minimum(xy + wh, extent - 1)], dim=1)
+        masks = torch.zeros(n, height, width, dtype=torch.bool)
         for m, (x1, y1, x2, y2) in zip(masks, boxes.long().tolist()):
             m[y1:y2, x1:x2] = True
-        inst = Instances((size, size))
+        inst = Instances((height, width))
         inst.gt_boxes = Boxes(boxes)
         inst.gt_classes = torch.randint(0, num_classes, (n,), generator=g)
         inst.gt_masks = BitMasks(masks)
-        image = torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8)
+        image = torch.randint(0, 256, (3, height, width), generator=g, dtype=torch.uint8)
         batch.append({"image": image.to(device), "instances": inst.to(device)})
     return batch
 

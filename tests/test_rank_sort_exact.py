@@ -10,6 +10,7 @@ and 1, ignored entries, equal qualities and a single positive. Both ways of walk
 (the flat input in chunks, or the compacted candidates) are covered too.
 """
 
+import dataclasses
 import importlib
 import math
 import weakref
@@ -28,6 +29,12 @@ F64 = torch.float64
 exact_module = importlib.import_module("rs_detectron2.losses.rank_sort_exact")
 pairs_module = importlib.import_module("rs_detectron2.losses.positive_pairs")
 core_module = importlib.import_module("rs_detectron2.losses.ranking_core")
+
+
+def small_blocks(monkeypatch, **sizes):
+    """The CPU's chunk sizes (``ranking_core.BLOCKS["cpu"]``) with ``sizes`` replaced."""
+    blocks = dataclasses.replace(core_module.BLOCKS["cpu"], **sizes)
+    monkeypatch.setitem(core_module.BLOCKS, "cpu", blocks)
 
 
 def make_case(seed, n, num_pos, *, logits="normal", targets="cont", num_ign=0, trained=False):
@@ -203,7 +210,7 @@ def test_flat_and_compacted_walks_match_loop_reference(pairs, monkeypatch):
     """A trained-like input (few relevant negatives: the compacted walk) and the same input with
     most negatives lifted into the positives' range (the flat walk), each against the oracle. The
     chunk size is lowered so that both walks span several chunks."""
-    monkeypatch.setattr(core_module, "_NEG_BLOCK", 1000)
+    small_blocks(monkeypatch, neg_max=1000)
     walks = []
     original = exact_module.rank_pool
 
@@ -226,7 +233,7 @@ def test_flat_and_compacted_walks_match_loop_reference(pairs, monkeypatch):
 def test_masked_minimum_in_chunks(monkeypatch):
     """The positives' minimum logit, taken in chunks: any chunk may hold it, the last one may be
     partial, and an empty mask gives +inf."""
-    monkeypatch.setattr(core_module, "_NEG_BLOCK", 1000)
+    small_blocks(monkeypatch, min_chunk=1000)
     g = torch.Generator().manual_seed(61)
     s = torch.randn(4500, generator=g)
     for where in ([4499], [0, 2500], [999, 1000, 4000]):
@@ -314,18 +321,18 @@ class _LiveTensorBytes(TorchDispatchMode):
 
 def test_dense_pass_on_a_small_input_loops_over_few_chunks(monkeypatch):
     """Mostly positives in a small input: the memory budget alone would give one row per chunk;
-    the pass still takes at most _DENSE_MAX_CHUNKS chunks (one sorting-error call each)."""
+    the pass still takes at most Blocks.pair_max_chunks chunks (one sorting-error call each)."""
     calls = []
-    original = pairs_module._sorting_error
+    original = pairs_module._sorting_error_pairs
 
     def counting(*args):
         calls.append(1)
         return original(*args)
 
-    monkeypatch.setattr(pairs_module, "_sorting_error", counting)
+    monkeypatch.setattr(pairs_module, "_sorting_error_pairs", counting)
     s, y = make_case(62, 2500, 2000, targets="quant")
     got = rank_sort_exact(s, y, 0.5, pairs="dense")
-    assert 1 < len(calls) <= pairs_module._DENSE_MAX_CHUNKS
+    assert 1 < len(calls) <= core_module.BLOCKS["cpu"].pair_max_chunks
     assert_close(got, rank_sort_exact(s, y, 0.5, pairs="tree"), rtol=1e-10)
 
 

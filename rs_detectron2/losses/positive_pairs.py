@@ -36,18 +36,13 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from .ranking_core import step, window_sums, windows
+from .ranking_core import blocks_for, step, window_sums, windows
 
 __all__ = ["EPS", "PAIR_METHODS", "PairSums", "pair_method", "positive_pairs"]
 
 # The authors' threshold below which a pmf denominator (D_i, NFP_i) counts as zero.
 EPS = 1e-10
 PAIR_METHODS = ("auto", "dense", "tree")
-# Elements per block of the dense pass (rows x P): 2^17 elements is the sweet spot on a 2-core CPU;
-# smaller where the input is small (see the ``budget`` of positive_pairs).
-_BLOCK = 1 << 17
-# ... but at most this many chunks (a loop over chunks, never over positives).
-_DENSE_MAX_CHUNKS = 64
 # From this many positives on, the tree pass replaces the dense one (the crossover measured with
 # benchmarks/bench_rank_sort.py --crossover).
 _TREE_MIN_POS = {"cpu": 2048, "cuda": 2048}
@@ -55,9 +50,7 @@ _TREE_MIN_POS = {"cpu": 2048, "cuda": 2048}
 # _WIDE_LEAF_MAX_POS positives (fewer levels: kernel launches dominate there).
 _LEAF_LEVEL = 4
 _WIDE_LEAF_MAX_POS = 8192
-# The tree walks its queries in about _TREE_CHUNKS chunks of at least _TREE_MIN_CHUNK queries.
-_TREE_CHUNKS = 16
-_TREE_MIN_CHUNK = {"cpu": 2048, "cuda": 1 << 16}
+# The chunk sizes of both passes: ranking_core.BLOCKS (per device type).
 
 
 class PairSums(NamedTuple):
@@ -77,6 +70,13 @@ def _sorting_error(R, C, D, E):
     return (A * E - B * D) / (A * R)
 
 
+def _sorting_error_pairs(RC, DE):
+    """:func:`_sorting_error` of (n, 2) columns (R, C) and (D, E), in fewer operations."""
+    AB = RC - DE  # (A, B)
+    cross = AB * DE.flip(1)  # (A E, B D)
+    return (cross[:, 0] - cross[:, 1]).div_(AB[:, 0] * RC[:, 0])
+
+
 def _sorting_share(lS, D):
     """[D_k > eps] l_S(k) / D_k: the weight with which positive k spreads its sorting error."""
     return torch.where(D > EPS, lS / D.clamp_min(EPS), torch.zeros_like(lS))
@@ -91,6 +91,26 @@ def _ranks_and_costs(p, y, delta):
     return R, C
 
 
+def _pairs_matrix(p, y, delta) -> PairSums:
+    """Positive-positive sums from the whole matrix ``h[i, k] = H(s_k - s_i)`` at once (inputs as
+    :func:`_pairs_dense`): R and C are its row sums, D and E those of the pairs with y_k < y_i,
+    and the inflow a product with the masked matrix; no loop and no reordering, so the fewest
+    kernel launches, for P^2 matrix elements (about 9 bytes each)."""
+    if delta > 0:  # H(s_k - s_i) = clamp(s_k / (2 delta) - (s_i / (2 delta) - 1/2), 0, 1)
+        scaled = p * (0.5 / delta)
+        h = (scaled - (scaled - 0.5)[:, None]).clamp_(0.0, 1.0)
+    else:
+        h = (p >= p[:, None]).to(p.dtype)
+    one_minus_y = 1.0 - y.to(torch.float64)
+    values = torch.stack([torch.ones_like(one_minus_y), one_minus_y], dim=1)  # (P, 2)
+    R, C = (h @ values).unbind(1)
+    h.masked_fill_(y >= y[:, None], 0.0)  # keep y_k < y_i only
+    D, E = (h @ values).unbind(1)
+    lS = _sorting_error(R, C, D, E)
+    g_sort = (_sorting_share(lS, D) @ h).sub_(torch.where(D > EPS, lS, 0.0))
+    return PairSums(R, lS.mean(), g_sort)
+
+
 def _pairs_dense(p, y, delta, budget: Optional[int] = None) -> PairSums:
     """Positive-positive sums in row chunks of the dense matrix ``h[i, k] = H(s_k - s_i)``.
 
@@ -100,48 +120,60 @@ def _pairs_dense(p, y, delta, budget: Optional[int] = None) -> PairSums:
     with ``y_k < y_i``: with rows and columns in quality order those lie before row i's column, so
     a chunk of rows builds the columns up to its last row only (half the matrix in all).
     ``budget``: bytes that one chunk's temporaries may take (about 10 per matrix element; None:
-    ``_BLOCK`` elements), unless that would need more than ``_DENSE_MAX_CHUNKS`` chunks.
+    no bound but the device's :attr:`~rs_detectron2.losses.ranking_core.Blocks.pair_max_elements`),
+    unless that would need more than its ``pair_max_chunks`` chunks. Where the whole matrix fits,
+    :func:`_pairs_matrix` computes it at once.
     """
     num_pos = p.numel()
-    R, C = _ranks_and_costs(p, y, delta)
-    y, by_quality = y.sort(stable=True)  # everything below is in quality order
-    p = p.index_select(0, by_quality)
-    R_q, C_q = R.index_select(0, by_quality), C.index_select(0, by_quality)
+    blocks = blocks_for(p.device)
+    block = blocks.pair_max_elements
+    if budget is not None:
+        block = min(block, budget // 10)
+    if num_pos * num_pos <= block:
+        return _pairs_matrix(p, y, delta)
+    # R and C (no quality condition) from prefix sums in logit order, side by side
     one_minus_y = 1.0 - y.to(torch.float64)
     values = torch.stack([torch.ones_like(one_minus_y), one_minus_y], dim=1)  # (P, 2)
     del one_minus_y
+    RC = window_sums(p, values, delta)
+    y, by_quality = y.sort(stable=True)  # everything below is in quality order
+    p = p.index_select(0, by_quality)
+    values = values.index_select(0, by_quality)
+    RC_q = RC.index_select(0, by_quality)
+    DE = torch.empty_like(values)  # D and E, side by side
     lS = torch.empty_like(p)
-    D = torch.empty_like(p)
     inflow = torch.zeros_like(p)
-    block = _BLOCK if budget is None else min(_BLOCK, budget // 10)
-    rows = max(1, block // num_pos, -(-num_pos // _DENSE_MAX_CHUNKS))
+    rows = max(1, block // num_pos, -(-num_pos // blocks.pair_max_chunks))
     if delta > 0:  # H(s_k - s_i) = clamp(s_k / (2 delta) - (s_i / (2 delta) - 1/2), 0, 1)
-        scaled = p * (0.5 / delta)
-        scaled_rows = scaled - 0.5
+        row_values = p * (0.5 / delta)
+        column = (row_values - 0.5)[:, None]
+    else:
+        row_values, column = p, p[:, None]
+    y_column = y[:, None]
+    # Few operations per chunk: each is a kernel launch on a GPU.
     for start in range(0, num_pos, rows):
         end = min(start + rows, num_pos)
         if delta > 0:
-            h = (scaled[None, :end] - scaled_rows[start:end, None]).clamp_(0.0, 1.0)
+            h = (row_values[:end] - column[start:end]).clamp_(0.0, 1.0)
         else:
-            h = (p[None, :end] >= p[start:end, None]).to(p.dtype)
-        h.masked_fill_(y[None, :end] >= y[start:end, None], 0.0)  # keep y_k < y_i only
-        de = h @ values[:end]
-        ls = _sorting_error(R_q[start:end], C_q[start:end], de[:, 0], de[:, 1])
+            h = (row_values[:end] >= column[start:end]).to(p.dtype)
+        h.masked_fill_(y[:end] >= y_column[start:end], 0.0)  # keep y_k < y_i only
+        de = torch.mm(h, values[:end], out=DE[start:end])
+        ls = _sorting_error_pairs(RC_q[start:end], de)
         lS[start:end] = ls
-        D[start:end] = de[:, 0]
-        inflow[:end] += _sorting_share(ls, de[:, 0]) @ h
-    g_sort = inflow.sub_(torch.where(D > EPS, lS, 0.0))
+        inflow[:end].addmv_(h.t(), _sorting_share(ls, de[:, 0]))
+    g_sort = inflow.sub_(torch.where(DE[:, 0] > EPS, lS, 0.0))
     # back to logit order
     g_sort = torch.empty_like(g_sort).index_put_((by_quality,), g_sort)
-    return PairSums(R, lS.mean(), g_sort)
+    return PairSums(RC[:, 0], lS.mean(), g_sort)
 
 
 def _tree_chunk(num_pos: int, device: torch.device) -> int:
     """Queries (and positions) handled together in the quality tree: a fraction of the positives,
     so that per-chunk temporaries stay small next to the per-positive arrays (the whole loss keeps
     its peak extra memory within twice the input). Larger on GPUs, where launches dominate."""
-    minimum = _TREE_MIN_CHUNK.get(device.type, _TREE_MIN_CHUNK["cuda"])
-    return max(minimum, -(-num_pos // _TREE_CHUNKS))
+    blocks = blocks_for(device)
+    return max(blocks.tree_min_chunk, -(-num_pos // blocks.tree_chunks))
 
 
 def _tree_levels(q_of: torch.Tensor, leaf_level: int):

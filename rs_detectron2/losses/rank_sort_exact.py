@@ -19,7 +19,13 @@ O(P^2) or O(P log P) for the pairs, one host synchronisation per call, no loop o
 import torch
 
 from .positive_pairs import EPS, PAIR_METHODS, positive_pairs
-from .ranking_core import count_negatives, gap_coefficients, negative_gradient, rank_pool
+from .ranking_core import (
+    blocks_for,
+    count_negatives,
+    gap_coefficients,
+    negative_gradient,
+    rank_pool,
+)
 
 __all__ = ["rank_sort_exact"]
 
@@ -44,24 +50,25 @@ def rank_sort_exact(s: torch.Tensor, y: torch.Tensor, delta: float, *, pairs: st
     """
     if pairs not in PAIR_METHODS:
         raise ValueError(f"rank_sort_exact: pairs must be one of {PAIR_METHODS}, got {pairs!r}")
-    zero = torch.zeros((), dtype=torch.float64, device=s.device)
     pool = rank_pool(s, y, delta, "rank_sort_loss")
     if pool is None:
+        zero = torch.zeros((), dtype=torch.float64, device=s.device)
         return zero, zero.clone(), torch.zeros_like(s)
     # The positive-positive pass runs before the walk over the negatives, so that the largest
     # temporaries of the two (its chunks, the gap of every walked entry) never live together.
-    # Its chunks take at most 1/8 of the bytes of float32 logits and targets (8 per entry).
-    pair = positive_pairs(pool.p, y.index_select(0, pool.idx), delta, pairs, budget=s.numel())
+    # Its chunks take Blocks.pair_bytes per input entry (float32 logits and targets take 8).
+    budget = int(blocks_for(s.device).pair_bytes * s.numel())
+    pair = positive_pairs(pool.p, y.index_select(0, pool.idx), delta, pairs, budget=budget)
     negatives = count_negatives(s, y, pool)
     nfp = negatives.nfp
 
     rank = pair.R.add_(nfp)
     l_rank = nfp / rank
-    has_fp = nfp > EPS
+    no_fp = nfp <= EPS
     loss_rank, loss_sort = l_rank.mean(), pair.loss_sort
-    weights = rank.reciprocal_().masked_fill_(~has_fp, 0.0)
-    g_pos = pair.g_sort.sub_(l_rank.masked_fill_(~has_fp, 0.0)).div_(nfp.numel())
-    del pair, rank, l_rank, has_fp, nfp
+    weights = rank.reciprocal_().masked_fill_(no_fp, 0.0)
+    g_pos = pair.g_sort.sub_(l_rank.masked_fill_(no_fp, 0.0)).div_(nfp.numel())
+    del pair, rank, l_rank, no_fp, nfp
     coefficients = gap_coefficients(pool, negatives, weights)
     del weights
     grad = negative_gradient(s, y, pool, negatives, coefficients)

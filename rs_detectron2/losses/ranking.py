@@ -143,10 +143,15 @@ def flat_inputs(
             "must have the same shape"
         )
     out_dtype = torch.promote_types(logits.dtype, torch.float32)
-    s = logits.detach().reshape(-1).to(out_dtype)
+    s = logits.detach().reshape(-1)
     y = targets.detach().reshape(-1)
-    y = y.to(torch.float64) if y.dtype == torch.float64 else y.to(out_dtype)
-    return s, y, out_dtype
+    y_dtype = torch.float64 if y.dtype == torch.float64 else out_dtype
+    # no conversion where none is needed: each would be an operation of its own
+    return (
+        (s if s.dtype == out_dtype else s.to(out_dtype)),
+        (y if y.dtype == y_dtype else y.to(y_dtype)),
+        out_dtype,
+    )
 
 
 def ranking_targets(

@@ -42,12 +42,15 @@ from typing import Iterator, NamedTuple, Optional, Tuple, Union
 import torch
 
 __all__ = [
+    "BLOCKS",
+    "Blocks",
     "GapCoefficients",
     "NegativeSums",
     "RankingPool",
     "Walk",
     "count_negatives",
     "exclusive_cumsum",
+    "blocks_for",
     "gap_coefficients",
     "negative_gradient",
     "rank_pool",
@@ -56,10 +59,67 @@ __all__ = [
     "windows",
 ]
 
-# Entries per chunk of the negatives' passes: at most _NEG_BLOCK, at least _NEG_MIN_BLOCK, else
-# about 1/64 of the input, so that a chunk's temporaries stay far below the input's size.
-_NEG_BLOCK = 1 << 16
-_NEG_MIN_BLOCK = {"cpu": 4096, "cuda": 1 << 16}
+
+@dataclasses.dataclass(frozen=True)
+class Blocks:
+    """How one loss call cuts its work into chunks on one kind of device.
+
+    Every chunk is a few kernel launches whatever its size, and at the sizes of detection a GPU's
+    time goes to launches: there, chunks are as large as the memory bound allows (the call's peak
+    stays within twice the bytes of its logits and targets). A CPU's time goes to memory traffic:
+    there, chunks stay small enough for its caches (sizes measured with
+    ``benchmarks/bench_rank_sort.py``). Sizes are in entries unless named otherwise.
+    """
+
+    neg_parts: int  # the negatives' walk takes about 1/neg_parts of the entries per chunk ...
+    neg_min: int  # ... but at least neg_min ...
+    neg_max: int  # ... and at most neg_max
+    min_chunk: int  # entries per chunk of the positives' minimum logit
+    pair_bytes: float  # the dense positive-pair pass: bytes per input entry one chunk may take ...
+    pair_max_elements: int  # ... and at most this many matrix elements per chunk
+    pair_max_chunks: int  # ... in at most this many chunks (a loop over chunks, not positives)
+    tree_min_chunk: int  # the quality tree's queries per chunk: at least this ...
+    tree_chunks: int  # ... else about 1/tree_chunks of the positives
+
+    def negative_block(self, num: int) -> int:
+        """Entries per chunk of the walk over ``num`` entries."""
+        return min(self.neg_max, max(self.neg_min, -(-num // self.neg_parts)))
+
+
+_UNBOUNDED = 1 << 62
+BLOCKS = {
+    # Small chunks: temporaries that stay in cache and are not page-faulted in again.
+    "cpu": Blocks(
+        neg_parts=64,
+        neg_min=4096,
+        neg_max=1 << 16,
+        min_chunk=1 << 18,
+        pair_bytes=4.0,
+        pair_max_elements=1 << 18,
+        pair_max_chunks=64,
+        tree_min_chunk=2048,
+        tree_chunks=16,
+    ),
+    # Few launches: the walk in about four chunks (two when few entries are candidates), the
+    # minimum in one pass, the dense pass in chunks of up to 1.25 x the input's bytes.
+    "cuda": Blocks(
+        neg_parts=4,
+        neg_min=1 << 16,
+        neg_max=_UNBOUNDED,
+        min_chunk=_UNBOUNDED,
+        pair_bytes=10.0,
+        pair_max_elements=_UNBOUNDED,
+        pair_max_chunks=64,
+        tree_min_chunk=1 << 16,
+        tree_chunks=16,
+    ),
+}
+
+
+def blocks_for(device: torch.device) -> Blocks:
+    """The :class:`Blocks` of ``device``'s type: :data:`BLOCKS` ``["cpu"]`` on the CPU, the GPU
+    sizes (``"cuda"``) on every accelerator."""
+    return BLOCKS.get(device.type, BLOCKS["cuda"])
 
 
 def step(x: torch.Tensor, delta: float) -> torch.Tensor:
@@ -120,15 +180,15 @@ class RankingPool(NamedTuple):
 
 def _masked_min(s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """0-dim minimum of ``s`` where ``mask`` (+inf where it selects nothing), in chunks of
-    ``_NEG_BLOCK``: an input-sized temporary would cost more in page faults than the minimum."""
-    inf = torch.tensor(float("inf"), dtype=s.dtype, device=s.device)
-    if s.numel() <= _NEG_BLOCK:
-        return torch.where(mask, s, inf).amin()
-    mins = s.new_empty(-(-s.numel() // _NEG_BLOCK))
-    for i, start in enumerate(range(0, s.numel(), _NEG_BLOCK)):
-        chunk = slice(start, start + _NEG_BLOCK)
-        torch.amin(torch.where(mask[chunk], s[chunk], inf), dim=0, out=mins[i])
-    return mins.amin()
+    :attr:`Blocks.min_chunk` entries: on a CPU an input-sized temporary would cost more in page
+    faults than the minimum itself."""
+    block = blocks_for(s.device).min_chunk
+    if s.numel() <= block:
+        return s.masked_fill(mask.logical_not(), float("inf")).amin()
+    chunks = zip(s.split(block), mask.split(block), strict=True)
+    return torch.stack(
+        [c.masked_fill(m.logical_not(), float("inf")).amin() for c, m in chunks]
+    ).amin()
 
 
 def _check_loc_count(loc: Optional[torch.Tensor], num_pos: int, name: str) -> None:
@@ -209,8 +269,8 @@ def rank_pool(
     # When most entries are candidates, walking the flat input in contiguous chunks (no index list,
     # no gathers) is cheaper; otherwise the candidates are compacted once and walked by index.
     flat = 4 * num_cand > s.numel()
-    minimum = _NEG_MIN_BLOCK.get(s.device.type, _NEG_MIN_BLOCK["cuda"])
-    block = min(_NEG_BLOCK, max(minimum, s.numel() // 64))
+    blocks = blocks_for(s.device)
+    block = blocks.negative_block(s.numel())
     # int32 indices where they fit: half the memory of int64, and gathers take either.
     index_dtype = torch.int32 if s.numel() < 2**31 else torch.int64
     if flat:
@@ -347,31 +407,19 @@ def _negative_coefficients(w, p, lo, hi, delta: float):
     With prefix sums W of w and WS of w * s over the sorted positives, the positives [0, lo) give
     W[lo] and the window [lo, hi) gives ((s_j + delta) (W[hi] - W[lo]) - (WS[hi] - WS[lo])) / 2
     delta, so alpha = A[lo] + B[hi] with A = W / 2 + WS / (2 delta), B = W / 2 - WS / (2 delta).
-    Gaps are taken in chunks, so no temporary of the gaps' size is made. ``beta`` is None when
-    delta = 0.
+    ``beta`` is None when delta = 0. Every temporary has the gaps' size, 2P + 1.
     """
     num_pos = p.numel()
-    num_gaps = lo.numel()
     W = exclusive_cumsum(w)
     if delta == 0:
         return W.index_select(0, lo).div_(num_pos), None
-    alpha = torch.empty(num_gaps, dtype=torch.float64, device=p.device)
-    beta = torch.empty_like(alpha)
-    block = max(_NEG_BLOCK, -(-num_gaps // 8))
-    for start in range(0, num_gaps, block):
-        gaps = slice(start, start + block)
-        torch.index_select(W, 0, hi[gaps], out=beta[gaps])
-        beta[gaps] -= W.index_select(0, lo[gaps])
-    beta *= 0.5 / (delta * num_pos)
+    beta = W.index_select(0, hi).sub_(W.index_select(0, lo)).mul_(0.5 / (delta * num_pos))
     WS = exclusive_cumsum(w * p).mul_(0.5 / delta)
     W *= 0.5
     A = W + WS
     B = W.sub_(WS)
     del WS
-    for start in range(0, num_gaps, block):
-        gaps = slice(start, start + block)
-        torch.index_select(A, 0, lo[gaps], out=alpha[gaps])
-        alpha[gaps] += B.index_select(0, hi[gaps])
+    alpha = A.index_select(0, lo).add_(B.index_select(0, hi))
     return alpha.div_(num_pos), beta
 
 
@@ -469,16 +517,18 @@ def window_sums(
 
     Args:
         p: (P,) sorted float64 logits (e.g. :attr:`RankingPool.p`).
-        weights: (P,) float64 in the same order.
+        weights: (P,) float64 in the same order, or (P, K): K columns summed side by side.
         delta: half-width of the smoothed step, >= 0.
         bounds: ``windows(p, delta)`` if already computed.
     Returns:
-        (P,) float64.
+        (P,) float64, or (P, K) for (P, K) weights.
     """
     lo, hi = windows(p, delta) if bounds is None else bounds
     cum = exclusive_cumsum(weights)
     if delta == 0:
         return cum[-1] - cum.index_select(0, lo)
+    if weights.dim() == 2:  # columns side by side
+        p = p[:, None]
     # In place where possible: the tree pass calls this with many (P,) arrays alive.
     upper = cum.index_select(0, hi)
     out = cum[-1] - upper  # H = 1

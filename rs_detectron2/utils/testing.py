@@ -10,6 +10,8 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -52,6 +54,7 @@ __all__ = [
     "reference_rank_sort",
     "run_train_net",
     "step",
+    "top_level_ops",
     "train_net_cmd",
     "train_step",
 ]
@@ -451,3 +454,44 @@ def host_reads():
     finally:
         for name, method in original.items():
             setattr(torch.Tensor, name, method)
+
+
+def top_level_ops(call: Callable[[], object], cuda: bool = False) -> Tuple[Counter, Optional[int]]:
+    """The aten operations that ``call()`` runs at the top level (not inside another aten
+    operation), counted by name with torch.profiler, and the CUDA kernels it launches.
+
+    On a GPU each top-level operation that computes is one or a few kernel launches, and at the
+    sizes of a detection loss their number, not the bytes they move, sets the time. Views
+    (``aten::slice``, ``aten::select``, ...) launch nothing but are counted too, so the count is
+    an upper bound of the launches that a CPU run can give.
+
+    Args:
+        call: what to profile, e.g. one forward + backward of a loss.
+        cuda: also record CUDA activity and count its kernels.
+    Returns:
+        ``(ops, kernels)``: a Counter of operation names, and the number of CUDA kernels (None
+        unless ``cuda``).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        call()
+        if cuda:
+            torch.cuda.synchronize()
+    events = prof.events()
+
+    def is_op(event) -> bool:
+        return event.name.startswith("aten::")
+
+    ops = Counter(
+        e.name
+        for e in events
+        if is_op(e)
+        and e.device_type == torch.autograd.DeviceType.CPU
+        and (e.cpu_parent is None or not is_op(e.cpu_parent))
+    )
+    kernels = None
+    if cuda:
+        kernels = sum(1 for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
+    return ops, kernels
