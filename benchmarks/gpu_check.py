@@ -255,7 +255,7 @@ def smoke_one(config, device, amp: bool, iters: int, tiny: bool) -> dict:
             scaler.scale(total).backward()
             scaler.step(optimizer)
             scaler.update()
-            last = float(total)
+            last = float(total.detach())
         model.eval()
         with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=amp):
             outputs = model([{"image": b["image"]} for b in batch])
@@ -313,7 +313,8 @@ def run_step(report: Report, args, device) -> None:
                 "stock": BT.build(stock_cfg, device, num_classes),
                 "rs": BT.build(rs_cfg, device, num_classes),
             }
-            medians = BT.interleaved_medians(models, batch, device, args.step_repeats, 2)
+            warmup = 1 if args.tiny else 2
+            medians = BT.interleaved_medians(models, batch, device, args.step_repeats, warmup)
             entry.update(stock_s=medians["stock"], rs_s=medians["rs"])
             entry["ratio"] = medians["rs"] / medians["stock"]
             for key, (model, optimizer) in models.items():
@@ -479,11 +480,18 @@ def parse_args(argv=None):
     parser.add_argument("--tiny", action="store_true", help="tiny configs and small loss cases")
     parser.add_argument("--only", default=",".join(PARTS), help=f"parts to run, of {PARTS}")
     parser.add_argument(
-        "--smoke-iters", type=int, default=10, help="training iterations per config"
+        "--smoke-iters",
+        type=int,
+        default=None,
+        help="training iterations per config (10; --tiny 2)",
     )
-    parser.add_argument("--step-repeats", type=int, default=11, help="timed steps per model")
+    parser.add_argument(
+        "--step-repeats", type=int, default=None, help="timed steps per model (11; --tiny 3)"
+    )
     parser.add_argument("--loss-repeats", type=int, default=9, help="timed calls of our losses")
     args = parser.parse_args(argv)
+    args.smoke_iters = args.smoke_iters or (2 if args.tiny else 10)
+    args.step_repeats = args.step_repeats or (3 if args.tiny else 11)
     args.only = [p for p in args.only.replace(" ", ",").split(",") if p]
     unknown = [p for p in args.only if p not in PARTS]
     if unknown or not args.only:
