@@ -20,7 +20,7 @@ import harness as H  # noqa: E402
 BOUNDS = {
     ("RS", 1_000_000, 1000, "trained", "cuda"): 195,
     ("RS", 1_000_000, 1000, "untrained", "cuda"): 297,
-    ("RS", 1_000_000, 1000, "trained", "cpu"): 360,
+    ("RS", 1_000_000, 1000, "trained", "cpu"): 300,  # the target
     ("AP", 1_000_000, 1000, "trained", "cuda"): 188,
     ("aLRP", 1_000_000, 1000, "trained", "cuda"): 245,
     ("RS", 200_000, 20_000, "trained", "cuda"): 2570,
@@ -29,7 +29,6 @@ BOUNDS = {
 # The targets (#26) not reached yet: a strict xfail turns red once one is met.
 TARGETS = {
     ("RS", 1_000_000, 1000, "trained", "cuda"): 150,
-    ("RS", 1_000_000, 1000, "trained", "cpu"): 300,
     ("RS", 200_000, 20_000, "trained", "cuda"): 400,
 }
 

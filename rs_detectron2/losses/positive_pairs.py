@@ -503,6 +503,8 @@ def positive_pairs(
     delta: float,
     method: str = "auto",
     budget: Optional[int] = None,
+    *,
+    input_entries: Optional[int] = None,
 ) -> PairSums:
     """The positive-positive sums of RS Loss: ``R_i``, the mean sorting error and the sorting part
     of every positive's gradient.
@@ -515,7 +517,11 @@ def positive_pairs(
         delta: half-width of the smoothed step, >= 0.
         method: ``"auto"`` (:func:`pair_method`), ``"dense"`` or ``"tree"``; all give the same
             values up to rounding.
-        budget: bytes that one chunk's temporaries may take (None: each pass's default).
+        budget: bytes that one chunk's temporaries may take (None: each pass's default, or
+            the device's share of ``input_entries``).
+        input_entries: the number of entries of the whole ranking pool: without a ``budget``,
+            the chunks take :attr:`~rs_detectron2.losses.ranking_core.Blocks.pair_bytes` (the
+            dense pass) or ``tree_bytes`` (the tree's leaf sums) bytes per entry.
     Returns:
         :class:`PairSums`.
     """
@@ -523,6 +529,11 @@ def positive_pairs(
         raise ValueError(f"positive_pairs: method must be one of {PAIR_METHODS}, got {method!r}")
     if method == "auto":
         method = pair_method(p.numel(), p.device)
+    blocks = blocks_for(p.device)
     if method == "tree":
+        if budget is None and input_entries is not None:
+            budget = int(blocks.tree_bytes * input_entries)
         return _pairs_tree(p, y, delta, budget)
+    if budget is None and input_entries is not None:
+        budget = int(blocks.pair_bytes * input_entries)
     return _pairs_dense(p, y, delta, budget)

@@ -19,13 +19,7 @@ O(P^2) or O(P log P) for the pairs, one host synchronisation per call, no loop o
 import torch
 
 from .positive_pairs import EPS, PAIR_METHODS, positive_pairs
-from .ranking_core import (
-    blocks_for,
-    count_negatives,
-    gap_coefficients,
-    negative_gradient,
-    rank_pool,
-)
+from .ranking_core import count_negatives, gap_coefficients, negative_gradient, rank_pool
 
 __all__ = ["rank_sort_exact"]
 
@@ -56,9 +50,10 @@ def rank_sort_exact(s: torch.Tensor, y: torch.Tensor, delta: float, *, pairs: st
         return zero, zero.clone(), torch.zeros_like(s)
     # The positive-positive pass runs before the walk over the negatives, so that the largest
     # temporaries of the two (its chunks, the gap of every walked entry) never live together.
-    # Its chunks take Blocks.pair_bytes per input entry (float32 logits and targets take 8).
-    budget = int(blocks_for(s.device).pair_bytes * s.numel())
-    pair = positive_pairs(pool.p, y.index_select(0, pool.idx), delta, pairs, budget=budget)
+    # Its chunks take a share of the input's bytes (Blocks.pair_bytes / tree_bytes per entry).
+    targets = y.index_select(0, pool.idx)
+    pair = positive_pairs(pool.p, targets, delta, pairs, input_entries=s.numel())
+    del targets
     negatives = count_negatives(s, y, pool)
     nfp = negatives.nfp
 

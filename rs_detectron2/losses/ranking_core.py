@@ -78,6 +78,7 @@ class Blocks:
     pair_bytes: float  # the dense positive-pair pass: bytes per input entry one chunk may take ...
     pair_max_elements: int  # ... and at most this many matrix elements per chunk
     pair_max_chunks: int  # ... in at most this many chunks (a loop over chunks, not positives)
+    tree_bytes: float  # the quality tree's leaf sums: bytes per input entry one chunk may take
     tree_min_chunk: int  # the quality tree's queries per chunk: at least this ...
     tree_chunks: int  # ... else about 1/tree_chunks of the positives
 
@@ -94,9 +95,10 @@ BLOCKS = {
         neg_min=4096,
         neg_max=1 << 16,
         min_chunk=1 << 18,
-        pair_bytes=4.0,
-        pair_max_elements=1 << 18,
+        pair_bytes=6.0,
+        pair_max_elements=1 << 19,
         pair_max_chunks=64,
+        tree_bytes=1.0,
         tree_min_chunk=2048,
         tree_chunks=16,
     ),
@@ -110,6 +112,7 @@ BLOCKS = {
         pair_bytes=10.0,
         pair_max_elements=_UNBOUNDED,
         pair_max_chunks=64,
+        tree_bytes=1.0,
         tree_min_chunk=1 << 16,
         tree_chunks=16,
     ),
