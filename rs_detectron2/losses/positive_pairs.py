@@ -70,16 +70,17 @@ def _sorting_error(R, C, D, E):
     return (A * E - B * D) / (A * R)
 
 
-def _sorting_error_pairs(RC, DE):
-    """:func:`_sorting_error` of (n, 2) columns (R, C) and (D, E), in fewer operations."""
+def _sorting_error_pairs(RC, DE, out):
+    """:func:`_sorting_error` of (n, 2) columns (R, C) and (D, E), in fewer operations, written
+    into ``out`` (n,)."""
     AB = RC - DE  # (A, B)
     cross = AB * DE.flip(1)  # (A E, B D)
-    return (cross[:, 0] - cross[:, 1]).div_(AB[:, 0] * RC[:, 0])
+    return torch.div(cross[:, 0] - cross[:, 1], AB[:, 0] * RC[:, 0], out=out)
 
 
 def _sorting_share(lS, D):
     """[D_k > eps] l_S(k) / D_k: the weight with which positive k spreads its sorting error."""
-    return torch.where(D > EPS, lS / D.clamp_min(EPS), torch.zeros_like(lS))
+    return torch.where(D > EPS, lS / D.clamp_min(EPS), 0.0)
 
 
 def _ranks_and_costs(p, y, delta):
@@ -159,8 +160,7 @@ def _pairs_dense(p, y, delta, budget: Optional[int] = None) -> PairSums:
             h = (row_values[:end] >= column[start:end]).to(p.dtype)
         h.masked_fill_(y[:end] >= y_column[start:end], 0.0)  # keep y_k < y_i only
         de = torch.mm(h, values[:end], out=DE[start:end])
-        ls = _sorting_error_pairs(RC_q[start:end], de)
-        lS[start:end] = ls
+        ls = _sorting_error_pairs(RC_q[start:end], de, out=lS[start:end])
         inflow[:end].addmv_(h.t(), _sorting_share(ls, de[:, 0]))
     g_sort = inflow.sub_(torch.where(DE[:, 0] > EPS, lS, 0.0))
     # back to logit order

@@ -95,7 +95,7 @@ BLOCKS = {
         neg_min=4096,
         neg_max=1 << 16,
         min_chunk=1 << 18,
-        pair_bytes=6.0,
+        pair_bytes=4.0,
         pair_max_elements=1 << 19,
         pair_max_chunks=64,
         tree_bytes=1.0,
@@ -132,11 +132,11 @@ def step(x: torch.Tensor, delta: float) -> torch.Tensor:
     return (x >= 0).to(x.dtype)
 
 
-def exclusive_cumsum(x: torch.Tensor) -> torch.Tensor:
-    """(n, ...) -> (n + 1, ...): the sums of the first 0, 1, ..., n rows."""
-    out = x.new_zeros((x.shape[0] + 1, *x.shape[1:]))
-    torch.cumsum(x, 0, out=out[1:])
-    return out
+def exclusive_cumsum(x: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """(n, ...) -> (n + 1, ...): the sums of the first 0, 1, ..., n rows (in ``dtype``, if
+    given)."""
+    # a zero row padded in front of the sums: two operations (kernel launches on a GPU)
+    return torch.nn.functional.pad(torch.cumsum(x, 0, dtype=dtype), (0, 0) * (x.dim() - 1) + (1, 0))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -187,11 +187,9 @@ def _masked_min(s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     faults than the minimum itself."""
     block = blocks_for(s.device).min_chunk
     if s.numel() <= block:
-        return s.masked_fill(mask.logical_not(), float("inf")).amin()
+        return torch.where(mask, s, float("inf")).amin()
     chunks = zip(s.split(block), mask.split(block), strict=True)
-    return torch.stack(
-        [c.masked_fill(m.logical_not(), float("inf")).amin() for c, m in chunks]
-    ).amin()
+    return torch.stack([torch.where(m, c, float("inf")).amin() for c, m in chunks]).amin()
 
 
 def _check_loc_count(loc: Optional[torch.Tensor], num_pos: int, name: str) -> None:
@@ -331,10 +329,8 @@ def _window_edges(p: torch.Tensor, delta: float):
     edges, order = torch.cat([p + delta, p - delta]).sort(stable=True)
     is_upper = order < num_pos  # an edge p_i + delta: above it, positive i has H = 1
     del order
-    lo = torch.zeros(2 * num_pos + 1, dtype=torch.int32, device=p.device)
-    hi = torch.zeros_like(lo)
-    torch.cumsum(is_upper, 0, dtype=torch.int32, out=lo[1:])
-    torch.cumsum(is_upper.logical_not_(), 0, dtype=torch.int32, out=hi[1:])
+    lo = exclusive_cumsum(is_upper, dtype=torch.int32)
+    hi = exclusive_cumsum(is_upper.logical_not_(), dtype=torch.int32)
     return edges, lo, hi
 
 
