@@ -48,9 +48,9 @@ __all__ = [
     "NegativeSums",
     "RankingPool",
     "Walk",
+    "blocks_for",
     "count_negatives",
     "exclusive_cumsum",
-    "blocks_for",
     "gap_coefficients",
     "negative_gradient",
     "rank_pool",
@@ -102,8 +102,8 @@ BLOCKS = {
         tree_min_chunk=2048,
         tree_chunks=16,
     ),
-    # Few launches: the walk in about four chunks (two when few entries are candidates), the
-    # minimum in one pass, the dense pass in chunks of up to 1.25 x the input's bytes.
+    # Few launches: the walk in about four chunks (usually one when few entries are candidates),
+    # the minimum in one pass, the dense pass in chunks of up to 1.25 x the input's bytes.
     "cuda": Blocks(
         neg_parts=4,
         neg_min=1 << 16,

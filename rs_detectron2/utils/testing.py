@@ -461,9 +461,10 @@ def top_level_ops(call: Callable[[], object], cuda: bool = False) -> Tuple[Count
     operation), counted by name with torch.profiler, and the CUDA kernels it launches.
 
     On a GPU each top-level operation that computes is one or a few kernel launches, and at the
-    sizes of a detection loss their number, not the bytes they move, sets the time. Views
-    (``aten::slice``, ``aten::select``, ...) launch nothing but are counted too, so the count is
-    an upper bound of the launches that a CPU run can give.
+    sizes of a detection loss their number, not the bytes they move, sets the time. The count is
+    what a CPU run can give of the launches, not the launches themselves: views
+    (``aten::slice``, ``aten::select``, ...) launch nothing but are counted, and an operation that
+    launches several kernels counts once.
 
     Args:
         call: what to profile, e.g. one forward + backward of a loss.
