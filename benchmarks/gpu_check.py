@@ -51,8 +51,8 @@ from detectron2.utils.events import EventStorage
 
 from rs_detectron2.data.lint.config_checks import class_count_key
 from rs_detectron2.engine import FiniteLossGuard
-from rs_detectron2.losses import alrp_loss, ap_loss, rank_sort_loss, ranking_core
-from rs_detectron2.utils.testing import host_reads, top_level_ops
+from rs_detectron2.losses import ranking_core
+from rs_detectron2.utils.testing import host_reads, ranking_loss_step, top_level_ops
 
 REPO = BT.REPO
 PARTS = ("smoke", "step", "loss", "launches")
@@ -353,12 +353,6 @@ def _rs_loop(logits, targets, loc):
     loss_rank.backward()
 
 
-def _rs_fast(logits, targets, loc):
-    x = logits.detach().requires_grad_(True)
-    loss_rank, _ = rank_sort_loss(x, targets, 0.5)
-    loss_rank.backward()
-
-
 def loss_calls(logits, targets, loc):
     """{loss: {"fast": call, "loop": call}} for RS, AP and aLRP on the same inputs."""
     import bench_ranking_losses as BL
@@ -368,7 +362,7 @@ def loss_calls(logits, targets, loc):
 
     return {
         "RS": {
-            "fast": bind(_rs_fast, logits, targets, loc),
+            "fast": bind(ranking_loss_step, "RS", logits, targets, loc),
             "loop": bind(_rs_loop, logits, targets, loc),
         },
         "AP": {
@@ -408,22 +402,10 @@ def run_loss(report: Report, args, device) -> None:
 # Launches
 
 
-def _forward_backward(loss: str, logits, targets, loc):
-    x = logits.detach().requires_grad_(True)
-    if loss == "RS":
-        value = rank_sort_loss(x, targets, 0.5)[0]
-    elif loss == "AP":
-        value = ap_loss(x, targets, 1.0)
-    else:
-        lx = loc.detach().requires_grad_(True)
-        value = sum(alrp_loss(x, targets, lx, 1.0))
-    value.backward()
-
-
 def count_launches(loss: str, logits, targets, loc, device) -> dict:
     """Top-level aten ops, CUDA kernels, host reads and the median time of one forward + backward
     with the chunk sizes in force."""
-    call = lambda: _forward_backward(loss, logits, targets, loc)  # noqa: E731
+    call = lambda: ranking_loss_step(loss, logits, targets, loc)  # noqa: E731
     call()  # warm-up
     ops, kernels = top_level_ops(call, cuda=device.type == "cuda")
     with host_reads() as reads:

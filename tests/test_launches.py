@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 
-from rs_detectron2.losses import alrp_loss, ap_loss, rank_sort_loss, ranking_core
-from rs_detectron2.utils.testing import REPO, host_reads, top_level_ops
+from rs_detectron2.losses import rank_sort_loss, ranking_core
+from rs_detectron2.utils.testing import REPO, host_reads, ranking_loss_step, top_level_ops
 
 sys.path.insert(0, f"{REPO}/benchmarks")
 import harness as H  # noqa: E402
@@ -33,25 +33,13 @@ TARGETS = {
 }
 
 
-def forward_backward(loss, logits, targets, loc):
-    x = logits.detach().requires_grad_(True)
-    if loss == "RS":
-        value = rank_sort_loss(x, targets, 0.5)[0]
-    elif loss == "AP":
-        value = ap_loss(x, targets, 1.0)
-    else:
-        value = sum(alrp_loss(x, targets, loc.detach().requires_grad_(True), 1.0))
-    value.backward()
-    return x.grad
-
-
 def count(monkeypatch, loss, num, num_pos, regime, blocks):
     monkeypatch.setitem(ranking_core.BLOCKS, "cpu", ranking_core.BLOCKS[blocks])
     logits, targets, loc = H.make_inputs(H.dense(regime, num_pos, num), "cpu")
-    forward_backward(loss, logits, targets, loc)  # warm-up
-    ops, _ = top_level_ops(lambda: forward_backward(loss, logits, targets, loc))
+    ranking_loss_step(loss, logits, targets, loc)  # warm-up
+    ops, _ = top_level_ops(lambda: ranking_loss_step(loss, logits, targets, loc))
     with host_reads() as reads:
-        forward_backward(loss, logits, targets, loc)
+        ranking_loss_step(loss, logits, targets, loc)
     return sum(ops.values()), reads
 
 

@@ -22,7 +22,7 @@ from detectron2.data.detection_utils import annotations_to_instances
 from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from ..losses import rank_sort_loss
+from ..losses import alrp_loss, ap_loss, rank_sort_loss
 from ..model_zoo import get_config
 from .reference import (
     EPS,
@@ -53,6 +53,7 @@ __all__ = [
     "reference_primary_terms",
     "reference_rank_sort",
     "run_train_net",
+    "ranking_loss_step",
     "step",
     "top_level_ops",
     "train_net_cmd",
@@ -496,3 +497,26 @@ def top_level_ops(call: Callable[[], object], cuda: bool = False) -> Tuple[Count
     if cuda:
         kernels = sum(1 for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
     return ops, kernels
+
+
+def ranking_loss_step(loss: str, logits: torch.Tensor, targets: torch.Tensor, loc: torch.Tensor):
+    """One forward + backward of a ranking loss at the papers' delta, on detached copies.
+
+    Args:
+        loss: ``"RS"`` (delta 0.5), ``"AP"`` or ``"aLRP"`` (delta 1).
+        logits, targets: a ranking pool (any shape, the same for both).
+        loc: (P,) localisation errors of the positives (aLRP only).
+    Returns:
+        the gradient w.r.t. ``logits``.
+    """
+    x = logits.detach().requires_grad_(True)
+    if loss == "RS":
+        value = rank_sort_loss(x, targets, 0.5)[0]
+    elif loss == "AP":
+        value = ap_loss(x, targets, 1.0)
+    elif loss == "aLRP":
+        value = sum(alrp_loss(x, targets, loc.detach().requires_grad_(True), 1.0))
+    else:
+        raise ValueError(f"loss must be RS, AP or aLRP, got {loss!r}")
+    value.backward()
+    return x.grad
