@@ -2,8 +2,8 @@
 a GPU, where at detection sizes their number sets the time), counted with torch.profiler on the
 CPU: with the CPU's chunk sizes, and with the GPU path's (``ranking_core.BLOCKS["cuda"]``) so
 that the GPU's count holds without a GPU. The bounds are today's counts with a small margin, so
-that a change that launches more fails here; docs/benchmarks.md ("Launches") gives the counts
-before and after and the targets still open."""
+that a change that launches more fails here, and the targets are issue #26's; docs/benchmarks.md
+("Launches") gives the counts before and after."""
 
 import sys
 
@@ -18,18 +18,20 @@ import harness as H  # noqa: E402
 
 # (loss, N, P, logits, chunk sizes) -> at most this many top-level aten ops (today's + ~3%)
 BOUNDS = {
-    ("RS", 1_000_000, 1000, "trained", "cuda"): 188,
-    ("RS", 1_000_000, 1000, "untrained", "cuda"): 290,
-    ("RS", 1_000_000, 1000, "trained", "cpu"): 300,  # the issue's target
-    ("AP", 1_000_000, 1000, "trained", "cuda"): 180,
-    ("aLRP", 1_000_000, 1000, "trained", "cuda"): 236,
-    ("RS", 200_000, 20_000, "trained", "cuda"): 2560,
-    ("AP", 200_000, 20_000, "trained", "cuda"): 283,
+    ("RS", 1_000_000, 1000, "trained", "cuda"): 144,
+    ("RS", 1_000_000, 1000, "untrained", "cuda"): 208,
+    ("RS", 1_000_000, 1000, "trained", "cpu"): 267,
+    ("AP", 1_000_000, 1000, "trained", "cuda"): 140,
+    ("aLRP", 1_000_000, 1000, "trained", "cuda"): 195,
+    ("RS", 200_000, 20_000, "trained", "cuda"): 398,
+    ("AP", 200_000, 20_000, "trained", "cuda"): 140,
 }
-# The issue's targets (#26) not reached yet: a strict xfail turns red once one is met.
+# The issue's targets (#26): the GPU path's count at detector sizes, with few and with many
+# positives (the quality tree), and the CPU path's.
 TARGETS = {
     ("RS", 1_000_000, 1000, "trained", "cuda"): 150,
     ("RS", 200_000, 20_000, "trained", "cuda"): 400,
+    ("RS", 1_000_000, 1000, "trained", "cpu"): 300,
 }
 
 
@@ -50,11 +52,10 @@ def test_operations_per_call_stay_within_bounds(monkeypatch, key):
     assert reads == ["tolist"]  # still one host synchronisation
 
 
-@pytest.mark.xfail(strict=True, reason="issue #26's operation targets are not reached yet")
 @pytest.mark.parametrize("key", list(TARGETS), ids=lambda k: "-".join(map(str, k)))
 def test_operations_per_call_meet_the_targets(monkeypatch, key):
     ops, _ = count(monkeypatch, *key)
-    assert ops <= TARGETS[key]
+    assert ops <= TARGETS[key], f"{ops} operations, target {TARGETS[key]}"
 
 
 def test_the_gpu_path_gives_the_same_losses_and_gradients(monkeypatch):

@@ -130,6 +130,37 @@ def test_tree_small_pools_match_loop_reference(num_pos, delta):
     assert_close(rank_sort_exact(s, y, delta, pairs="tree"), expected, rtol=1e-9)
 
 
+def gpu_tree(monkeypatch, **sizes):
+    """The GPU path's chunk sizes on the CPU: the quality tree with its levels side by side."""
+    blocks = dataclasses.replace(core_module.BLOCKS["cuda"], **sizes)
+    assert blocks.tree_all_levels
+    monkeypatch.setitem(core_module.BLOCKS, "cpu", blocks)
+
+
+@pytest.mark.parametrize("num_pos", [1, 2, 3, 17, 300])
+@pytest.mark.parametrize("delta", [0.5, 0.0, 1.0])
+def test_tree_with_levels_side_by_side_matches_loop_reference(monkeypatch, num_pos, delta):
+    """The GPU path's tree (every level at once): a single positive, pools one past a power of
+    two, and a few hundred positives with ties in both logits and targets."""
+    gpu_tree(monkeypatch)
+    s, y = make_case(70 + num_pos, 900, num_pos, logits="ties", targets="quant", num_ign=50)
+    expected = reference_rank_sort(s, y, delta)
+    assert_close(rank_sort_exact(s, y, delta, pairs="tree"), expected, rtol=1e-9)
+
+
+@pytest.mark.parametrize("budget", [1, 1 << 30])
+@pytest.mark.parametrize("delta", [0.5, 0.0])
+def test_tree_level_groups_match_dense_pass(monkeypatch, budget, delta):
+    """3000 positives with the levels one group per level (the smallest budget) and all in one
+    group: both agree with the dense pass to float64 rounding."""
+    gpu_tree(monkeypatch, tree_min_bytes=budget)
+    s, y = make_case(75, 20000, 3000, logits="ties", targets="quant", num_ign=1000)
+    dense = rank_sort_exact(s, y, delta, pairs="dense")
+    tree = rank_sort_exact(s, y, delta, pairs="tree")
+    assert_close(tree, dense, rtol=1e-10)
+    check_invariants(s, y, tree[0], tree[2])
+
+
 # ----------------------------------------------------------------------------------------------
 # 2. the tree pass against the dense pass
 
@@ -177,11 +208,21 @@ def test_tree_leaf_chunks_do_not_change_the_result(delta):
         assert torch.equal(a, b)
 
 
-def test_equal_qualities_give_exactly_zero_sorting_terms():
-    """All positives share one target: nothing is of lower quality, so D_i = 0 exactly and the
-    sorting error is exactly 0 in both passes (not rounding noise around it)."""
+@pytest.mark.parametrize("blocks", ["cpu", "cuda"])
+@pytest.mark.parametrize("case", ["equal", "sorted"])
+def test_sorted_qualities_give_exactly_zero_sorting_terms(monkeypatch, blocks, case):
+    """All positives share one target, or every higher-quality positive ranks above every
+    lower-quality one by more than 2 delta: no lower-quality positive has H > 0, so D_i = 0
+    exactly and the sorting error is exactly 0 in both passes (not rounding noise around it),
+    on the CPU path and on the GPU path (the tree with its levels side by side)."""
+    monkeypatch.setitem(core_module.BLOCKS, "cpu", core_module.BLOCKS[blocks])
     s, y = make_case(42, 6000, 2000, targets="ones")
-    y[y > 0] = 0.7
+    pos = y > 0
+    y[pos] = 0.7
+    if case == "sorted":
+        high = pos & (s > s[pos].median())
+        y[high] = 1.0
+        s[high] += 10.0
     tree = rank_sort_exact(s, y, 0.5, pairs="tree")
     dense = rank_sort_exact(s, y, 0.5, pairs="dense")
     assert tree[1].item() == 0.0 and dense[1].item() == 0.0

@@ -25,7 +25,11 @@ are two-dimensional (a quality condition and H) and take one of two exact routes
   nodes hold their positives in logit order (a wavelet-tree descent: one level at a time, each
   query following its path to a leaf with counts and prefix sums, no binary search per node).
   H is piecewise linear, so a window of logits contributes sums of 1, s and (1 - y) found from
-  prefix sums. O(P log P) time and O(P) memory.
+  prefix sums. O(P log P) time and O(P) memory. On a GPU the tree takes its levels side by side
+  instead (:func:`_selected_sums`: one batched binary search per threshold in every level's
+  arrangement, one gather-and-sum over the levels): O(P log^2 P) work in groups of levels under a
+  memory budget, but a few dozen operations per group, where the level-by-level walk takes about
+  a hundred per level (``Blocks.tree_all_levels``).
 
 All sums are in float64; neither pass synchronises with the host, and the loops run over chunks and
 over the log2 P levels of the tree, never over positives.
@@ -102,14 +106,24 @@ def _pairs_matrix(p, y, delta) -> PairSums:
         h = (scaled - (scaled - 0.5)[:, None]).clamp_(0.0, 1.0)
     else:
         h = (p >= p[:, None]).to(p.dtype)
-    one_minus_y = 1.0 - y.to(torch.float64)
-    values = torch.stack([torch.ones_like(one_minus_y), one_minus_y], dim=1)  # (P, 2)
+    values = _ones_and_costs(y)
     R, C = (h @ values).unbind(1)
     h.masked_fill_(y >= y[:, None], 0.0)  # keep y_k < y_i only
     D, E = (h @ values).unbind(1)
     lS = _sorting_error(R, C, D, E)
-    g_sort = (_sorting_share(lS, D) @ h).sub_(torch.where(D > EPS, lS, 0.0))
+    share = _sorting_share(lS, D)
+    # -[D_i > eps] l_S(i) as -share_i D_i (= l_S(i) up to rounding, 0 where share is), plus the
+    # inflow from the higher-quality positives
+    g_sort = torch.addcmul(share @ h, share, D, value=-1.0)
     return PairSums(R, lS.mean(), g_sort)
+
+
+def _ones_and_costs(y):
+    """(P, 2) float64 columns 1 and 1 - y: the values whose H-weighted sums are R and C (D and E
+    over the lower-quality positives)."""
+    values = torch.ones(y.numel(), 2, dtype=torch.float64, device=y.device)
+    values[:, 1].sub_(y)
+    return values
 
 
 def _pairs_dense(p, y, delta, budget: Optional[int] = None) -> PairSums:
@@ -133,9 +147,7 @@ def _pairs_dense(p, y, delta, budget: Optional[int] = None) -> PairSums:
     if num_pos * num_pos <= block:
         return _pairs_matrix(p, y, delta)
     # R and C (no quality condition) from prefix sums in logit order, side by side
-    one_minus_y = 1.0 - y.to(torch.float64)
-    values = torch.stack([torch.ones_like(one_minus_y), one_minus_y], dim=1)  # (P, 2)
-    del one_minus_y
+    values = _ones_and_costs(y)
     RC = window_sums(p, values, delta)
     y, by_quality = y.sort(stable=True)  # everything below is in quality order
     p = p.index_select(0, by_quality)
@@ -347,20 +359,13 @@ def _leaf_sums(leaves, bound, p, delta, suffix: bool, leaf_level: int, block: in
 def _quality_positions(y):
     """For targets ``y`` (P,): the quality position of each entry in the stable order by increasing
     y, and per entry the first and one-past-last quality positions of its tie group (equal targets
-    are never "lower"); all (P,) int32."""
-    num_pos = y.numel()
+    are never "lower": the number of targets below it, and not above it); all (P,) int32."""
     y_sorted, by_quality = y.sort(stable=True)
-    positions = torch.arange(num_pos, dtype=torch.int32, device=y.device)
-    q_of = torch.empty_like(positions).index_put_((by_quality,), positions)
+    q_of = by_quality.argsort().to(torch.int32)  # the inverse permutation
     del by_quality
-    first = torch.ones(num_pos, dtype=torch.bool, device=y.device)
-    torch.ne(y_sorted[1:], y_sorted[:-1], out=first[1:])
-    del y_sorted
-    last = torch.ones_like(first)
-    last[:-1] = first[1:]
-    tie_start = torch.where(first, positions, 0).cummax(0).values.index_select(0, q_of)
-    tie_end = torch.where(last, positions + 1, num_pos).flip(0).cummin(0).values.flip(0)
-    return q_of, tie_start, tie_end.index_select(0, q_of)
+    tie_start = torch.searchsorted(y_sorted, y, side="left", out_int32=True)
+    tie_end = torch.searchsorted(y_sorted, y, side="right", out_int32=True)
+    return q_of, tie_start, tie_end
 
 
 def _by_quality(q_of):
@@ -489,6 +494,158 @@ def _pairs_tree(p, y, delta, budget: Optional[int] = None) -> PairSums:
     return PairSums(R, loss_sort, g_sort)
 
 
+# ----------------------------------------------------------------------------------------------
+# The quality tree with every level at once (few operations: the GPU path)
+
+
+def _selected_sums(q_of, bound, thresholds, values, budget: int, *, suffix: bool):
+    """Per query i, the sums of ``values`` over the positives k selected by ``bound[i]`` (those
+    with ``q_of[k] < bound[i]``, or ``>= bound[i]`` with ``suffix``) and with logit rank below
+    each threshold, from a merge-sort tree over quality positions with its levels side by side.
+
+    The selected quality positions are a union of aligned blocks, at most one per level l (the
+    sibling of the path to ``bound``, 2^l positions). The tree's level-l arrangement lists the
+    positives by block (``q >> l``), each block in logit order: one batched binary search per
+    threshold finds every level's position of ``(block, rank)``, and prefix sums of the values in
+    that arrangement sum the block's positives below it. Levels go in groups (one group when the
+    budget allows), so the operations do not grow with P.
+
+    Args:
+        q_of: (P,) quality position (0 ... P - 1) of each positive, indexed by logit rank.
+        bound: (P,) per query; >= 1 with ``suffix``.
+        thresholds: T (P,) tensors: logit ranks per query.
+        values: (P, C) float64 per positive, indexed by logit rank.
+        budget: bytes that one group of levels may take (one level at least).
+        suffix: select ``q_of >= bound`` instead of ``q_of < bound``.
+    Returns:
+        ``(below, whole, sums)``, summed over the levels: ``below`` (T, P) int, the edges below
+        each threshold; ``whole`` (P,) int, the edge of the selected blocks' ends (their starts
+        with ``suffix``); ``sums`` (T + 1, P, C) float64 at the edges in order (the blocks'
+        starts, below each threshold; or below each threshold, their ends). Differences of
+        edges count and sum the selected positives between them.
+    """
+    num_pos, num_cols = values.shape
+    num_levels = max(1, (num_pos - 1).bit_length())  # blocks of 2^l positions, 2^L >= P
+    device = values.device
+    # keys block * P + rank (blocks up to 2P / 2^l) fit int32 up to P = 32767
+    dtype = torch.int32 if 2 * num_pos * num_pos < 2**31 else torch.int64
+    size = 4 if dtype == torch.int32 else 8
+    q_of = q_of.to(dtype)
+    # the positions after bound - 1: with a 1 bit, the path goes right and selects nothing
+    bound = bound.to(dtype) - 1 if suffix else bound.to(dtype)
+    thresholds = torch.stack(thresholds).to(dtype)  # (T, P)
+    num_edges = len(thresholds) + 1
+    ranks = torch.arange(num_pos, dtype=dtype, device=device)
+    padded = torch.nn.functional.pad(values, (0, 0, 1, 0))  # a zero row first
+    # bytes per (level, position): the value table, the keys (or the edges), one edge's bags
+    per_level = (8 * num_cols + num_edges * size + 8 + size) * num_pos
+    group = max(1, budget // per_level)
+    bags = None  # the bags' offsets, for a group of ``group`` levels
+    below = whole = sums = None
+    for first in range(0, num_levels, group):
+        # (g, 1, 1): per-level values broadcast against (1, P) per query and (T, P) per threshold
+        levels = torch.arange(first, min(first + group, num_levels), dtype=dtype, device=device)
+        levels = levels.view(-1, 1, 1)
+        num_group = levels.shape[0]
+        # Each level's arrangement as sorted keys block * P + rank, (g, 1, P).
+        keys = (q_of >> levels).mul_(num_pos).add_(ranks).sort(dim=-1).values
+        # (g, 1, P + 1, C): level l's sums of its first j positives (the zero row of ``padded``
+        # first), cumulated in place; row l (P + 1) + j of the flat table
+        table = padded[torch.nn.functional.pad(keys.remainder(num_pos).add_(1), (1, 0))]
+        table.cumsum_(2)
+        # Per level and query (g, 1, P): the sibling block of the query's path, where it is
+        # selected, and the edges of its positives in the level's arrangement
+        path = bound >> levels
+        if suffix:  # the right sibling, where the path goes left and the sibling exists
+            block = path + 1
+            edge = block << levels  # its start
+            selected = (path.bitwise_and_(1) == 0).logical_and_(edge < num_pos)
+        else:  # the left sibling, where the path goes right
+            block = path - 1
+            edge = (path << levels).clamp_max_(num_pos)  # its end
+            selected = path.bitwise_and_(1)  # 1 where selected
+        del path
+        # below each threshold: the position of the key block * P + threshold, (g, T, P)
+        queries = block.mul_(num_pos) + thresholds
+        del block
+        found = torch.searchsorted(keys, queries.view(num_group, 1, -1), out_int32=size == 4)
+        del keys, queries
+        # Each edge as a row of the flat table: level l's row l (P + 1), plus the edge where the
+        # block is selected (every edge of an unselected level at its zero row, adding nothing).
+        first_row = (levels - first) * (num_pos + 1)
+        found = torch.addcmul(first_row, found.view(num_group, -1, num_pos), selected)
+        edge = torch.addcmul(first_row, edge, selected)
+        del selected, first_row
+        # differences of edges count the positives between them (the rows' offsets cancel)
+        group_counts = (found.sum(0), edge.sum((0, 1)))
+        edges = torch.cat([edge, found] if suffix else [found, edge], 1).unbind(1)
+        del edge, found
+        if bags is None or num_group != group:
+            bags = torch.arange(0, num_group * num_pos, num_group, device=device)
+        # one bag per query: the group's levels
+        table = table.view(-1, num_cols)
+        group_sums = torch.stack(
+            [
+                torch.nn.functional.embedding_bag(e.t().reshape(-1), table, bags, mode="sum")
+                for e in edges
+            ]
+        )
+        del edges, table
+        if sums is None:
+            (below, whole), sums = group_counts, group_sums
+        else:
+            below += group_counts[0]
+            whole += group_counts[1]
+            sums += group_sums
+    return below, whole, sums
+
+
+def _pairs_levels(p, y, delta, budget: int) -> PairSums:
+    """Positive-positive sums in O(P log^2 P) with the quality tree's levels side by side
+    (:func:`_selected_sums`; same inputs as the dense pass): few operations, whatever P.
+
+    ``budget``: bytes that one group of the tree's levels may take.
+    """
+    q_of, tie_start, tie_end = _quality_positions(y)
+    bounds = windows(p, delta)
+    R, C = window_sums(p, _ones_and_costs(y), delta, bounds).unbind(1)
+    # D and E: the lower-quality positives (quality positions before i's tie group), their
+    # counts and their sums of s, 1 - y and (1 - y) s between the edges below lo_i and hi_i
+    cost = 1.0 - y.to(torch.float64)
+    values = torch.stack([p, cost, cost * p], 1)
+    del cost
+    below, end, sums = _selected_sums(q_of, tie_start, list(bounds), values, budget, suffix=False)
+    del values, tie_start
+    in_window, above = below[1] - below[0], end - below[1]
+    window, over = sums.diff(dim=0)
+    del below, end, sums
+    if delta > 0:  # H = 1 above the window, (s_k - s_i + delta) / (2 delta) inside
+        base = p - delta
+        D = torch.addcmul(window[:, 0], in_window, base, value=-1.0)
+        E = torch.addcmul(window[:, 2], window[:, 1], base, value=-1.0)
+        # an empty window adds exactly 0, a non-empty one at least 0
+        DE = torch.stack([D, E]).mul_(0.5 / delta).clamp_min_(0.0).mul_(in_window > 0)
+        D, E = DE.add_(torch.stack([above, over[:, 1]])).unbind(0)
+    else:  # H = 1 from s_k = s_i on: the window (ties) and above
+        D, E = (in_window + above).to(torch.float64), window[:, 1] + over[:, 1]
+    del in_window, above, window, over
+    lS = _sorting_error(R, C, D, E)
+    share = _sorting_share(lS, D)
+    # the inflow from the higher-quality positives: share_k H(s_i - s_k), 1 below the window
+    values = torch.stack([share, share * p], 1)
+    below, _, sums = _selected_sums(q_of, tie_end, list(bounds), values, budget, suffix=True)
+    del values
+    in_window = below[1] - below[0]
+    (below, window) = sums.diff(dim=0)
+    if delta > 0:
+        inflow = torch.addcmul(window[:, 1], window[:, 0], p + delta, value=-1.0)
+        inflow = inflow.mul_(-0.5 / delta).clamp_min_(0.0).mul_(in_window > 0).add_(below[:, 0])
+    else:
+        inflow = below[:, 0] + window[:, 0]
+    # the sorting part of |P| g_i: the inflow, minus [D_i > eps] l_S(i) (as share_i D_i)
+    return PairSums(R, lS.mean(), torch.addcmul(inflow, share, D, value=-1.0))
+
+
 def pair_method(num_pos: int, device: torch.device) -> str:
     """The pass that ``method="auto"`` takes for ``num_pos`` positives on ``device``: the dense one
     below the crossover measured with ``benchmarks/bench_rank_sort.py --crossover``, the tree
@@ -521,7 +678,8 @@ def positive_pairs(
             the device's share of ``input_entries``).
         input_entries: the number of entries of the whole ranking pool: without a ``budget``,
             the chunks take :attr:`~rs_detectron2.losses.ranking_core.Blocks.pair_bytes` (the
-            dense pass) or ``tree_bytes`` (the tree's leaf sums) bytes per entry.
+            dense pass) or ``tree_bytes`` (the tree's leaf sums, or a group of its levels, at
+            least ``tree_min_bytes``) bytes per entry.
     Returns:
         :class:`PairSums`.
     """
@@ -533,6 +691,8 @@ def positive_pairs(
     if method == "tree":
         if budget is None and input_entries is not None:
             budget = int(blocks.tree_bytes * input_entries)
+        if blocks.tree_all_levels:
+            return _pairs_levels(p, y, delta, max(budget or 0, blocks.tree_min_bytes))
         return _pairs_tree(p, y, delta, budget)
     if budget is None and input_entries is not None:
         budget = int(blocks.pair_bytes * input_entries)

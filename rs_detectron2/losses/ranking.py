@@ -142,7 +142,9 @@ def flat_inputs(
             f"{name}: logits {tuple(logits.shape)} and targets {tuple(targets.shape)} "
             "must have the same shape"
         )
-    out_dtype = torch.promote_types(logits.dtype, torch.float32)
+    # float32 and float64 stay, lower precisions become float32 (as torch.promote_types would,
+    # which is an operation of its own)
+    out_dtype = logits.dtype if logits.dtype == torch.float64 else torch.float32
     s = logits.detach().reshape(-1)
     y = targets.detach().reshape(-1)
     y_dtype = torch.float64 if y.dtype == torch.float64 else out_dtype

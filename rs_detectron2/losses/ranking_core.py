@@ -16,14 +16,17 @@ family needs, for each positive i and negative j:
 and sums over the positives, ``sum_k v_k H(s_k - s_i)`` (:func:`window_sums`).
 
 How. Only the relevant negatives, ``s_j >= min_i s_i - delta``, have H > 0 for some positive, so
-dropping the others is exact. The positives are sorted by logit once; their window edges
-``s_i +- delta`` cut the line into 2P + 1 gaps, and a negative in gap t has H = 1 for the positives
+dropping the others is exact. The positives are sorted by logit once; their window edges cut the
+line into 2P + 1 gaps, counted from the top (in the coordinate ``x = centre - delta - s``, whose
+sorted keys are ``-p_i - 2 delta`` and ``-p_i``): a negative in gap t has H = 1 for the positives
 ``[0, lo_t)``, H linear in ``s_j`` for ``[lo_t, hi_t)`` and H = 0 from ``hi_t`` on. Each relevant
 negative is located once with a binary search (:func:`count_negatives`); per gap, its count and
-logit sum are accumulated and spread to the positives with difference arrays (NFP), and its
-gradient is an affine function of ``s_j`` per gap (:func:`gap_coefficients`), built from prefix
-sums of ``w`` and ``w s`` and written in a second walk (:func:`negative_gradient`). That is
-O((N + P) log P) time; with delta = 0 the edges are the logits themselves.
+logit sum are accumulated together (one scatter-add per chunk), and their prefix sums from the top,
+read at each positive's two keys, give NFP. Its gradient is an affine function of ``s_j`` per gap
+(:func:`gap_coefficients`), built from prefix sums of ``w`` and ``w s`` and written in a second
+walk (:func:`negative_gradient`); the entries that are not relevant negatives go to the bottom
+gap, whose coefficients are exactly 0. That is O((N + P) log P) time; with delta = 0 the keys are
+``-p_i`` themselves.
 
 Numerics. All sums are in float64 around a centred logit (the median positive), so the result
 does not depend on where the logits sit; NFP's sums run from the top down, so the rounding of a
@@ -32,7 +35,8 @@ are integers, so ``NFP(i) > 0`` can be decided exactly. There is exactly one dev
 synchronisation per call (the counts and the input checks, read together) and no boolean-mask
 indexing (it would synchronise on CUDA). When most entries are candidates the flat input is walked
 in contiguous chunks, otherwise the candidates are compacted once; the chunks' temporaries stay far
-below the input's size.
+below the input's size, and every chunk is a handful of operations (kernel launches on a GPU, where
+at detection sizes their number, not the bytes, sets the time).
 """
 
 import dataclasses
@@ -78,8 +82,12 @@ class Blocks:
     pair_bytes: float  # the dense positive-pair pass: bytes per input entry one chunk may take ...
     pair_max_elements: int  # ... and at most this many matrix elements per chunk
     pair_max_chunks: int  # ... in at most this many chunks (a loop over chunks, not positives)
-    tree_bytes: float  # the quality tree's leaf sums: bytes per input entry one chunk may take
-    tree_min_chunk: int  # the quality tree's queries per chunk: at least this ...
+    # the quality tree: level by level (the least work) or with its levels side by side (the
+    # fewest operations, in groups of levels)
+    tree_all_levels: bool
+    tree_bytes: float  # bytes per input entry that one chunk (or group of levels) may take ...
+    tree_min_bytes: int  # ... but at least this many (a group of levels)
+    tree_min_chunk: int  # the level-by-level tree's queries per chunk: at least this ...
     tree_chunks: int  # ... else about 1/tree_chunks of the positives
 
     def negative_block(self, num: int) -> int:
@@ -98,12 +106,16 @@ BLOCKS = {
         pair_bytes=4.0,
         pair_max_elements=1 << 19,
         pair_max_chunks=64,
+        tree_all_levels=False,
         tree_bytes=1.0,
+        tree_min_bytes=0,
         tree_min_chunk=2048,
         tree_chunks=16,
     ),
     # Few launches: the walk in about four chunks (usually one when few entries are candidates),
-    # the minimum in one pass, the dense pass in chunks of up to 1.25 x the input's bytes.
+    # the minimum in one pass, the dense pass in chunks of up to 1.25 x the input's bytes, the
+    # quality tree with its levels side by side in groups of 3/4 x the input's bytes (at least
+    # 8 MiB: two groups at P = 2e4).
     "cuda": Blocks(
         neg_parts=4,
         neg_min=1 << 16,
@@ -112,7 +124,9 @@ BLOCKS = {
         pair_bytes=10.0,
         pair_max_elements=_UNBOUNDED,
         pair_max_chunks=64,
-        tree_bytes=1.0,
+        tree_all_levels=True,
+        tree_bytes=6.0,
+        tree_min_bytes=1 << 23,
         tree_min_chunk=1 << 16,
         tree_chunks=16,
     ),
@@ -143,25 +157,40 @@ def exclusive_cumsum(x: torch.Tensor, dtype: Optional[torch.dtype] = None) -> to
 # The pool: checks and counts (the one host synchronisation), the sorted positives, the walk
 
 
-class Walk(NamedTuple):
-    """The candidate entries (``s >= threshold``), visited in chunks: the flat input itself, or a
-    compacted index list."""
+@dataclasses.dataclass
+class Walk:
+    """The relevant negatives' candidates, visited in chunks: the flat input itself (masked), or a
+    compacted index list of the candidates."""
 
-    flat: bool  # True: every entry in contiguous chunks, masked; False: the entries of ``idx``
+    flat: bool  # True: every entry in contiguous chunks, with ``relevant``; False: those of ``idx``
     total: int  # number of walked entries
-    idx: Optional[torch.Tensor]  # (total,) candidate indices, or None for the flat walk
+    idx: Optional[torch.Tensor]  # (total,) int32 or int64 candidate indices; None for the flat walk
     block: int  # entries per chunk
+    # (n,) bool: the flat walk's candidates (negatives with s >= threshold); None when compacted,
+    # and released (set to None) by the first walk (:func:`count_negatives`), which records them
+    relevant: Optional[torch.Tensor] = None
 
-    def chunks(self) -> Iterator[Tuple[Union[slice, torch.Tensor], slice]]:
+    def chunks(self) -> Iterator[Tuple[Union[None, slice, torch.Tensor], Optional[slice]]]:
         """``(entries, where)`` per chunk: the entries' indices in the input (a slice or an index
-        tensor) and their positions in the walk (a slice)."""
+        tensor) and their positions in the walk (a slice); a walk in one chunk yields ``where =
+        None`` (and ``entries = None`` for the flat walk): the whole, with no slicing operation."""
+        if self.total <= self.block:
+            yield (None if self.flat else self.idx), None
+            return
         for start in range(0, self.total, self.block):
             where = slice(start, start + self.block)
             yield (where if self.flat else self.idx[where]), where
 
-    def take(self, x: torch.Tensor, entries: Union[slice, torch.Tensor]) -> torch.Tensor:
-        """``x[entries]`` of a chunk: a view for the flat walk, a gather otherwise."""
-        return x[entries] if self.flat else x.index_select(0, entries)
+    def take(self, x: torch.Tensor, entries: Union[None, slice, torch.Tensor]) -> torch.Tensor:
+        """``x[entries]`` of a chunk as a new float64 tensor (never a view of ``x``)."""
+        if not self.flat:
+            return x.index_select(0, entries).to(torch.float64)
+        return (x if entries is None else x[entries]).to(torch.float64, copy=True)
+
+
+def _part(x: torch.Tensor, where: Optional[slice]) -> torch.Tensor:
+    """``x[where]``, or ``x`` itself for ``where = None`` (a walk in one chunk)."""
+    return x if where is None else x[where]
 
 
 class RankingPool(NamedTuple):
@@ -170,13 +199,15 @@ class RankingPool(NamedTuple):
     Per-positive tensors are in ascending logit order (ties: by flat index).
     """
 
-    idx: torch.Tensor  # (P,) int32 (int64 for 2^31 entries or more): flat index of each positive
+    idx: torch.Tensor  # (P,) int64: flat index of each positive
     p: torch.Tensor  # (P,) float64: sorted logits minus ``centre``
     centre: torch.Tensor  # 0-dim float64: the median positive logit
     # (P,) int64: each positive's position in the flat positive order (``y.flatten() > 0``), or
     # None when not asked for
     order: Optional[torch.Tensor]
-    threshold: torch.Tensor  # 0-dim, dtype of s: the candidates' lower bound, min_i s_i - delta
+    # 0-dim float64, centre - delta: a walked entry's coordinate is x_j = origin - s_j, so that
+    # x_j = -(s_j - s_i + delta) - p_i: H(s_j - s_i) is 1 for x_j < -p_i - 2 delta, 0 from -p_i on
+    origin: torch.Tensor
     walk: Walk
     delta: float
 
@@ -200,26 +231,32 @@ def _check_loc_count(loc: Optional[torch.Tensor], num_pos: int, name: str) -> No
         )
 
 
+# The candidates' threshold lies below min_i s_i - delta by this share of |min_i s_i| + delta:
+# far above the rounding of its few float32 operations, so that no negative with H > 0 is lost
+# (the extra ones fall below every window and add exactly 0).
+_THRESHOLD_MARGIN = 2.0**-20
+
+
 def _check_and_count(s, y, delta: float, name: str, loc: Optional[torch.Tensor]):
-    """Positive and candidate masks, the threshold and the counts, read back to the host with the
-    validity checks (one synchronisation). Every positive is a candidate (its logit is at least the
-    threshold), so one compaction of the candidates also finds the positives."""
+    """Positive mask, candidate mask (the negatives at or above the threshold) and their counts,
+    read back to the host with the validity checks (one synchronisation)."""
     pos_mask = y > 0
-    threshold = (_masked_min(s, pos_mask).to(torch.float64) - delta).to(s.dtype)
-    # Rounded down, so that no negative with H > 0 is lost to rounding (extra ones add exactly 0).
-    threshold = torch.nextafter(threshold, torch.full_like(threshold, -float("inf")))
-    cand_mask = s >= threshold
+    low = _masked_min(s, pos_mask)
+    threshold = torch.add(
+        low - delta * (1 + _THRESHOLD_MARGIN), low.abs(), alpha=-_THRESHOLD_MARGIN
+    )
+    cand_mask = (s >= threshold).logical_and_(y == 0)
     s_min, s_max = torch.aminmax(s)  # NaN propagates, so both are finite iff every logit is
-    # float64 holds the counts exactly (float32 would round counts above 2^24)
+    # float64 holds the counts exactly (float32 would round counts above 2^24); stack promotes
     checks = [
-        torch.count_nonzero(pos_mask).to(torch.float64),
-        torch.count_nonzero(cand_mask).to(torch.float64),
-        s_min.to(torch.float64),
-        s_max.to(torch.float64),
-        y.max().to(torch.float64),
+        pos_mask.sum(dtype=torch.float64),
+        cand_mask.sum(dtype=torch.float64),
+        s_min,
+        s_max,
+        y.max(),
     ]
     if loc is not None:
-        checks.append(torch.isfinite(loc).all().to(torch.float64))
+        checks.append(torch.isfinite(loc).all())
     num_pos, num_cand, s_min, s_max, y_max, *loc_ok = torch.stack(checks).tolist()  # the sync
     if not (math.isfinite(s_min) and math.isfinite(s_max)):
         bad = int((~torch.isfinite(s)).sum())
@@ -233,7 +270,7 @@ def _check_and_count(s, y, delta: float, name: str, loc: Optional[torch.Tensor])
     _check_loc_count(loc, int(num_pos), name)
     if loc is not None and not loc_ok[0]:
         raise FloatingPointError(f"{name}: some loc_errors are not finite (NaN or inf)")
-    return pos_mask, cand_mask, threshold, int(num_pos), int(num_cand)
+    return pos_mask, cand_mask, int(num_pos), int(num_cand)
 
 
 def rank_pool(
@@ -264,31 +301,30 @@ def rank_pool(
     if s.numel() == 0:
         _check_loc_count(loc, 0, name)
         return None
-    pos_mask, cand_mask, threshold, num_pos, num_cand = _check_and_count(s, y, delta, name, loc)
+    pos_mask, cand_mask, num_pos, num_cand = _check_and_count(s, y, delta, name, loc)
     if num_pos == 0:
         return None
     # When most entries are candidates, walking the flat input in contiguous chunks (no index list,
     # no gathers) is cheaper; otherwise the candidates are compacted once and walked by index.
-    flat = 4 * num_cand > s.numel()
-    blocks = blocks_for(s.device)
-    block = blocks.negative_block(s.numel())
-    # int32 indices where they fit: half the memory of int64, and gathers take either.
-    index_dtype = torch.int32 if s.numel() < 2**31 else torch.int64
-    if flat:
-        pos_idx = torch.nonzero_static(pos_mask, size=num_pos).squeeze(1)
-        walk = Walk(True, s.numel(), None, block)
+    block = blocks_for(s.device).negative_block(s.numel())
+    if 4 * num_cand > s.numel():
+        walk = Walk(True, s.numel(), None, block, cand_mask)
     else:
-        cand_idx = torch.nonzero_static(cand_mask, size=num_cand).squeeze(1).to(index_dtype)
-        in_cand = torch.nonzero_static(y.index_select(0, cand_idx) > 0, size=num_pos)
-        pos_idx = cand_idx.index_select(0, in_cand.squeeze(1))
+        # int32 indices where they fit: half the memory of int64, and gathers take either.
+        cand_idx = torch.nonzero_static(cand_mask, size=num_cand).squeeze(1)
+        if s.numel() < 2**31:
+            cand_idx = cand_idx.to(torch.int32)
         walk = Walk(False, num_cand, cand_idx, block)
-    del pos_mask, cand_mask
-    p, order = s.index_select(0, pos_idx).to(torch.float64).sort(stable=True)
-    pos_idx = pos_idx.index_select(0, order).to(index_dtype)
-    if not keep_order:
-        order = None
-    centre = p[num_pos // 2].clone()
-    return RankingPool(pos_idx, p.sub_(centre), centre, order, threshold, walk, delta)
+    del cand_mask
+    pos_idx = torch.nonzero_static(pos_mask, size=num_pos).squeeze(1)
+    del pos_mask
+    logits, order = s.index_select(0, pos_idx).to(torch.float64).sort(stable=True)
+    pos_idx = pos_idx.index_select(0, order)
+    centre = logits[num_pos // 2].clone()  # a copy: a view would keep ``logits`` alive
+    p = logits.sub_(centre)
+    return RankingPool(
+        pos_idx, p, centre, order if keep_order else None, centre - delta, walk, delta
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -305,41 +341,39 @@ class NegativeSums:
     """
 
     nfp: Optional[torch.Tensor]  # (P,) float64: NFP(i)
-    # (P,) integer: the exact count of negatives with H(s_j - s_i) > 0
+    # (P,) float64 integers: the exact count of negatives with H(s_j - s_i) > 0
     num_fp: Optional[torch.Tensor]
-    gap_of: Optional[torch.Tensor]  # (walk.total,) int16 or int32: the gap of every walked entry
-    lo: Optional[torch.Tensor]  # (2P + 1,) int32 per gap: H = 1 for the positives [0, lo)
-    hi: Optional[torch.Tensor]  # (2P + 1,) int32 per gap: H linear for [lo, hi), 0 from hi on
+    # (walk.total,) int16 or int32: the gap of every walked entry (the bottom gap, which adds
+    # nothing, for the entries that are not relevant negatives)
+    gap_of: Optional[torch.Tensor]
+    # (G, 2) int32 per gap: the positives [0, lo) have H = 1, [lo, hi) H linear, [hi, P) H = 0
+    bounds: Optional[torch.Tensor]
 
 
-def _window_edges(p: torch.Tensor, delta: float):
-    """Where a negative can fall relative to the sorted positives ``p`` (P,).
+def _gap_edges(p: torch.Tensor, delta: float):
+    """The keys that cut a walked entry's coordinate ``x = origin - s`` (see
+    :class:`RankingPool`) into gaps, for the sorted positives ``p`` (P,).
 
-    Returns ``edges`` (sorted, the points at which some H(s_j - s_i) changes its piece) and, for
-    every gap ``t`` between consecutive edges, ``lo[t]`` and ``hi[t]`` (int32, (len(edges) + 1,)):
-    see :class:`NegativeSums`. With delta > 0, a negative at ``v`` lies in gap ``#edges < v``: the
-    window is ``(s_i - delta, s_i + delta]``, so every negative in it has H > 0 and counts of
-    negatives with H > 0 are exact. With delta = 0, gap ``#edges <= v`` counts the positives with
-    ``H = [s_j >= s_i] = 1``.
+    Returns ``(keys, side, at, bounds)``: ``keys`` (E,) float64 ascending, and the gap of ``x`` is
+    ``searchsorted(keys, x, side=side)``, 0 above every window and E (the bottom gap) below them;
+    ``at`` (int64) the position in ``keys`` of each positive's upper key (P,), then (delta > 0)
+    its lower key (P,): H(s_j - s_i) is 1 for the gaps ``<= at[i]`` and > 0 for those ``<=
+    at[P + i]``; ``bounds`` (E + 1, 2) int32, per gap ``(lo, hi)`` as in :class:`NegativeSums`.
     """
     num_pos = p.numel()
-    if delta == 0:
-        gaps = torch.arange(num_pos + 1, dtype=torch.int32, device=p.device)
-        return p, gaps, gaps
-    edges, order = torch.cat([p + delta, p - delta]).sort(stable=True)
-    is_upper = order < num_pos  # an edge p_i + delta: above it, positive i has H = 1
-    del order
-    lo = exclusive_cumsum(is_upper, dtype=torch.int32)
-    hi = exclusive_cumsum(is_upper.logical_not_(), dtype=torch.int32)
-    return edges, lo, hi
-
-
-def _relevant(s_chunk, y_chunk, pool: RankingPool) -> torch.Tensor:
-    """Bool mask of the relevant negatives of one chunk of the walk."""
-    is_rel = y_chunk == 0
-    if pool.walk.flat:
-        is_rel &= s_chunk >= pool.threshold
-    return is_rel
+    if delta == 0:  # H = [x <= -p_i]: one key per positive; -p descends, so it is reversed
+        keys = p.neg().flip(0)
+        at = torch.arange(num_pos - 1, -1, -1, device=p.device)
+        lo = torch.arange(num_pos, -1, -1, dtype=torch.int32, device=p.device)
+        return keys, "left", at, torch.stack([lo, lo], 1)
+    neg_p = p.neg()
+    keys, order = torch.cat([neg_p - 2 * delta, neg_p]).sort(stable=True)
+    at = order.argsort()
+    # Per gap, the upper and the lower keys above it: the positives whose H = 1 (upper key above
+    # the gap) or H > 0 ends there, counted from the top (the highest logits, the first positives).
+    kinds = torch.stack([order < num_pos, order >= num_pos], 1)
+    bounds = exclusive_cumsum(kinds, dtype=torch.int32)
+    return keys, "right", at, torch.sub(num_pos, bounds)
 
 
 def count_negatives(s: torch.Tensor, y: torch.Tensor, pool: RankingPool) -> NegativeSums:
@@ -347,94 +381,69 @@ def count_negatives(s: torch.Tensor, y: torch.Tensor, pool: RankingPool) -> Nega
 
     Args:
         s, y: the flat (n,) logits and targets that ``pool`` was made from.
-        pool: from :func:`rank_pool`.
+        pool: from :func:`rank_pool`; its flat walk's mask is released.
     Returns:
         :class:`NegativeSums`; its gaps feed :func:`negative_gradient`.
     """
     p, delta, walk = pool.p, pool.delta, pool.walk
-    num_pos = p.numel()
-    edges, lo, hi = _window_edges(p, delta)
-    num_gaps = edges.numel() + 1
-    side = "left" if delta > 0 else "right"
+    relevant, walk.relevant = walk.relevant, None
+    keys, side, at, bounds = _gap_edges(p, delta)
+    bottom = keys.numel()  # the gap below every window
     # int16 gaps where they fit (the flat walk stores one per input entry)
-    gap_dtype = torch.int16 if num_gaps <= torch.iinfo(torch.int16).max else torch.int32
+    gap_dtype = torch.int16 if walk.flat and bottom <= torch.iinfo(torch.int16).max else torch.int32
     gap_of = torch.empty(walk.total, dtype=gap_dtype, device=s.device)
-    # Counts are integers, kept exact (and small) in an integer dtype.
-    count_dtype = torch.int32 if walk.total < 2**31 else torch.int64
-    gap_cnt = torch.zeros(num_gaps, dtype=count_dtype, device=s.device)
-    gap_sum = torch.zeros(num_gaps, dtype=torch.float64, device=s.device) if delta > 0 else None
+    # Per gap: the number of relevant negatives (exact: float64 sums of ones) and the sum of x.
+    sums = torch.zeros(bottom + 1, 2, dtype=torch.float64, device=s.device)
     for idx, where in walk.chunks():
-        s_chunk = walk.take(s, idx)
-        is_rel = _relevant(s_chunk, walk.take(y, idx), pool)
-        s_neg = s_chunk.to(torch.float64) - pool.centre  # a new tensor: updated in place below
-        gap = torch.searchsorted(edges, s_neg, side=side, out_int32=True)
-        gap_of[where] = gap
-        gap_cnt.index_add_(0, gap, is_rel.to(count_dtype))
-        if delta > 0:
-            gap_sum.index_add_(0, gap, s_neg.add_(delta).masked_fill_(is_rel.logical_not_(), 0.0))
-    del edges
-    # Positives [0, lo) of gap t have H = 1: they count the gaps with lo > i.
-    full = torch.zeros(num_pos + 1, dtype=count_dtype, device=s.device)
-    full.index_add_(0, lo, gap_cnt).cumsum_(0)
-    num_fp = full[-1] - full[:-1]
-    nfp = num_fp.to(torch.float64)
-    if delta > 0:
-        # Positives [lo, hi) of gap t get sum_j (s_j + delta - s_i) / (2 delta): difference arrays.
-        cnt = full.zero_().index_add_(0, lo, gap_cnt).index_add_(0, hi, gap_cnt, alpha=-1)
-        cnt = cnt.cumsum_(0)[:-1]
-        del gap_cnt
-        num_fp += cnt
-        win = torch.zeros(num_pos + 1, dtype=torch.float64, device=s.device)
-        win.index_add_(0, hi, gap_sum).index_add_(0, lo, gap_sum, alpha=-1)
-        del gap_sum
-        # Summed from the top down, so that the rounding of positive i's sum grows with the
-        # negatives above it only: a small NFP_i (a large AP / aLRP weight 1 / NFP_i) stays exact.
-        win = win.flip(0).cumsum_(0).flip(0)[1:]
-        in_window = win.sub_(cnt * p).mul_(0.5 / delta).clamp_min_(0.0)
-        # An empty window must add exactly 0, not the rounding noise of the running sum.
-        nfp += in_window.masked_fill_(cnt == 0, 0.0)
-    return NegativeSums(nfp, num_fp, gap_of, lo, hi)
+        x = walk.take(s, idx)
+        torch.sub(pool.origin, x, out=x)  # in place: the chunk's largest temporary
+        if walk.flat:
+            gap = torch.searchsorted(keys, x, side=side, out_int32=True)
+            gap = torch.where(_part(relevant, where), gap, bottom)
+            _part(gap_of, where).copy_(gap)
+        else:
+            gap = torch.searchsorted(keys, x, side=side, out_int32=True, out=_part(gap_of, where))
+        # (count, sum of x): a column of ones padded in front of x
+        sums.index_add_(0, gap, torch.nn.functional.pad(x[:, None], (1, 0), value=1.0))
+        del x, gap  # before the next chunk's
+    del keys, relevant
+    # From the top down: row t sums the gaps 0..t, so that the rounding of positive i's sums grows
+    # with the negatives above its window only (a small NFP_i, a large AP / aLRP weight 1 / NFP_i,
+    # stays exact). The bottom gap (irrelevant entries) is last and never read.
+    sums = sums.cumsum_(0).index_select(0, at)
+    if delta == 0:
+        num_fp = sums[:, 0]
+        return NegativeSums(num_fp, num_fp, gap_of, bounds)
+    above, upto = sums.view(2, -1, 2).unbind(0)  # gaps with H = 1; gaps with H > 0
+    count, total = (upto - above).unbind(1)  # the window's count and sum of x
+    # sum over the window of H = (s_j - s_i + delta) / (2 delta) = -(x_j + p_i) / (2 delta)
+    in_window = torch.addcmul(total, count, p).mul_(-0.5 / delta).clamp_min_(0.0)
+    # An empty window must add exactly 0, not the rounding noise of the running sums.
+    nfp = torch.where(count > 0, in_window, 0.0).add_(above[:, 0])
+    return NegativeSums(nfp, upto[:, 0], gap_of, bounds)
 
 
 # ----------------------------------------------------------------------------------------------
 # The negatives' gradient
 
 
-def _negative_coefficients(w, p, lo, hi, delta: float):
-    """``(alpha, beta)`` of :class:`GapCoefficients` for weights ``w`` and sorted positives ``p``.
-
-    With prefix sums W of w and WS of w * s over the sorted positives, the positives [0, lo) give
-    W[lo] and the window [lo, hi) gives ((s_j + delta) (W[hi] - W[lo]) - (WS[hi] - WS[lo])) / 2
-    delta, so alpha = A[lo] + B[hi] with A = W / 2 + WS / (2 delta), B = W / 2 - WS / (2 delta).
-    ``beta`` is None when delta = 0. Every temporary has the gaps' size, 2P + 1.
-    """
-    num_pos = p.numel()
-    W = exclusive_cumsum(w)
-    if delta == 0:
-        return W.index_select(0, lo).div_(num_pos), None
-    beta = W.index_select(0, hi).sub_(W.index_select(0, lo)).mul_(0.5 / (delta * num_pos))
-    WS = exclusive_cumsum(w * p).mul_(0.5 / delta)
-    W *= 0.5
-    A = W + WS
-    B = W.sub_(WS)
-    del WS
-    alpha = A.index_select(0, lo).add_(B.index_select(0, hi))
-    return alpha.div_(num_pos), beta
-
-
 class GapCoefficients(NamedTuple):
-    """Per gap ``t`` between the window edges, the gradient of a negative in it is
-    ``alpha[t] + beta[t] * (s_j - centre)``."""
+    """Per gap ``t`` (see :class:`NegativeSums`), the gradient of a walked entry in it is
+    ``a[t] + b[t] * x`` with its coordinate ``x = origin - s`` (:class:`RankingPool`)."""
 
-    alpha: torch.Tensor  # (2P + 1,) float64 (P + 1 for delta = 0)
-    beta: Optional[torch.Tensor]  # (2P + 1,) float64; None for delta = 0 (H is constant per gap)
+    ba: torch.Tensor  # (G, 2) float64: b and a side by side (b = 0 when delta = 0)
 
 
 def gap_coefficients(
     pool: RankingPool, negatives: NegativeSums, weights: torch.Tensor
 ) -> GapCoefficients:
     """The negatives' identity-update gradient ``g_j = (1 / P) sum_i weights_i H(s_j - s_i)`` as
-    an affine function of ``s_j`` per gap (from prefix sums of the weights).
+    an affine function of ``x_j = origin - s_j`` per gap (from prefix sums of the weights).
+
+    With prefix sums W of w = weights / P and S of w p over the sorted positives, the positives
+    [0, lo) give W[lo] and the window [lo, hi) gives sum w_i (s_j - s_i + delta) / (2 delta) =
+    (S[lo] - S[hi] - x_j (W[hi] - W[lo])) / (2 delta). The bottom gap (lo = hi = 0) has
+    a = b = 0 exactly.
 
     Args:
         pool: from :func:`rank_pool`.
@@ -444,11 +453,26 @@ def gap_coefficients(
     Returns:
         :class:`GapCoefficients` for :func:`negative_gradient`.
     """
-    if negatives.lo is None:
+    if negatives.bounds is None:
         raise RuntimeError("gap_coefficients: these NegativeSums have served a gradient already")
-    lo, hi = negatives.lo, negatives.hi
-    negatives.nfp = negatives.num_fp = negatives.lo = negatives.hi = None
-    return GapCoefficients(*_negative_coefficients(weights, pool.p, lo, hi, pool.delta))
+    bounds, delta = negatives.bounds, pool.delta
+    negatives.nfp = negatives.num_fp = negatives.bounds = None
+    num_pos = weights.numel()
+    if delta == 0:
+        a = exclusive_cumsum(weights).index_select(0, bounds[:, 0]).div_(num_pos)
+        return GapCoefficients(torch.stack([torch.zeros_like(a), a], 1))
+    # (W, S) without the 1 / P, which the result takes at the end
+    prefix = exclusive_cumsum(torch.stack([weights, weights * pool.p], 1))
+    lo, hi = bounds.unbind(1)
+    del bounds
+    at_hi = prefix.index_select(0, hi)
+    ba = prefix.index_select(0, lo).sub_(at_hi)  # (W[lo] - W[hi], S[lo] - S[hi]), then (b, a)
+    del prefix
+    scale = 0.5 / delta
+    dw, ds = ba.unbind(1)
+    ds.mul_(scale).add_(dw).add_(at_hi[:, 0])  # a = W[hi] + (W[lo] - W[hi]) + scale (S[lo] - S[hi])
+    dw.mul_(scale)
+    return GapCoefficients(ba.div_(num_pos))
 
 
 def negative_gradient(
@@ -473,17 +497,22 @@ def negative_gradient(
         raise RuntimeError("negative_gradient: these NegativeSums have served a gradient already")
     gap_of = negatives.gap_of
     negatives.gap_of = None
-    alpha, beta = coefficients
-    # The flat walk writes every entry; the compacted one only the candidates.
-    grad = torch.empty_like(s) if pool.walk.flat else torch.zeros_like(s)
-    for idx, where in pool.walk.chunks():
-        gap = gap_of[where].to(torch.int32)
-        s_chunk = pool.walk.take(s, idx)
-        is_rel = _relevant(s_chunk, pool.walk.take(y, idx), pool)
-        g_neg = alpha.index_select(0, gap)
-        if beta is not None:
-            g_neg += beta.index_select(0, gap) * (s_chunk.to(torch.float64) - pool.centre)
-        grad[idx] = g_neg.masked_fill_(is_rel.logical_not_(), 0.0).to(grad.dtype)
+    walk = pool.walk
+    # The flat walk writes every entry (0 in the bottom gap); the compacted one the candidates.
+    grad = torch.empty_like(s) if walk.flat else torch.zeros_like(s)
+    for idx, where in walk.chunks():
+        x = walk.take(s, idx)
+        torch.sub(pool.origin, x, out=x)
+        gap = _part(gap_of, where)
+        if gap.dtype != torch.int32:  # int16 (the flat walk): gathers take int32 or int64
+            gap = gap.to(torch.int32)
+        b, a = coefficients.ba.index_select(0, gap).unbind(1)
+        del gap
+        if walk.flat:
+            torch.addcmul(a, b, x, out=_part(grad, where))
+        else:
+            grad[idx] = torch.addcmul(a, b, x).to(grad.dtype)
+        del a, b, x  # before the next chunk's
     return grad
 
 
