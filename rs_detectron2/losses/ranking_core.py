@@ -247,10 +247,11 @@ def _check_and_count(s, y, delta: float, name: str, loc: Optional[torch.Tensor])
     )
     cand_mask = (s >= threshold).logical_and_(y == 0)
     s_min, s_max = torch.aminmax(s)  # NaN propagates, so both are finite iff every logit is
-    # float64 holds the counts exactly (float32 would round counts above 2^24); stack promotes
+    # float64 holds the counts exactly (float32 would round counts above 2^24): the first entry
+    # is float64, so stack promotes the others to it
     checks = [
-        pos_mask.sum(dtype=torch.float64),
-        cand_mask.sum(dtype=torch.float64),
+        torch.count_nonzero(pos_mask).to(torch.float64),
+        torch.count_nonzero(cand_mask),
         s_min,
         s_max,
         y.max(),
@@ -392,8 +393,11 @@ def count_negatives(s: torch.Tensor, y: torch.Tensor, pool: RankingPool) -> Nega
     # int16 gaps where they fit (the flat walk stores one per input entry)
     gap_dtype = torch.int16 if walk.flat and bottom <= torch.iinfo(torch.int16).max else torch.int32
     gap_of = torch.empty(walk.total, dtype=gap_dtype, device=s.device)
-    # Per gap: the number of relevant negatives (exact: float64 sums of ones) and the sum of x.
-    sums = torch.zeros(bottom + 1, 2, dtype=torch.float64, device=s.device)
+    # Per gap: the number of relevant negatives (exact: float64 sums of ones) and the sum of x,
+    # as two rows (a scatter-add into a 1-d tensor is the fast one on a CPU)
+    sums = torch.zeros(2, bottom + 1, dtype=torch.float64, device=s.device)
+    gap_count, gap_sum = sums.unbind(0)
+    ones = torch.ones((), dtype=torch.float64, device=s.device).expand(min(walk.block, walk.total))
     for idx, where in walk.chunks():
         x = walk.take(s, idx)
         torch.sub(pool.origin, x, out=x)  # in place: the chunk's largest temporary
@@ -403,24 +407,25 @@ def count_negatives(s: torch.Tensor, y: torch.Tensor, pool: RankingPool) -> Nega
             _part(gap_of, where).copy_(gap)
         else:
             gap = torch.searchsorted(keys, x, side=side, out_int32=True, out=_part(gap_of, where))
-        # (count, sum of x): a column of ones padded in front of x
-        sums.index_add_(0, gap, torch.nn.functional.pad(x[:, None], (1, 0), value=1.0))
+        gap_count.index_add_(0, gap, ones if where is None else ones[: x.numel()])
+        gap_sum.index_add_(0, gap, x)
         del x, gap  # before the next chunk's
     del keys, relevant
     # From the top down: row t sums the gaps 0..t, so that the rounding of positive i's sums grows
     # with the negatives above its window only (a small NFP_i, a large AP / aLRP weight 1 / NFP_i,
     # stays exact). The bottom gap (irrelevant entries) is last and never read.
-    sums = sums.cumsum_(0).index_select(0, at)
+    del gap_count, gap_sum
+    sums = sums.cumsum_(1).index_select(1, at)  # rows: count, sum
     if delta == 0:
-        num_fp = sums[:, 0]
+        num_fp = sums[0]
         return NegativeSums(num_fp, num_fp, gap_of, bounds)
-    above, upto = sums.view(2, -1, 2).unbind(0)  # gaps with H = 1; gaps with H > 0
-    count, total = (upto - above).unbind(1)  # the window's count and sum of x
+    above, upto = sums.view(2, 2, -1).unbind(1)  # gaps with H = 1; gaps with H > 0
+    count, total = upto - above  # the window's count and sum of x
     # sum over the window of H = (s_j - s_i + delta) / (2 delta) = -(x_j + p_i) / (2 delta)
     in_window = torch.addcmul(total, count, p).mul_(-0.5 / delta).clamp_min_(0.0)
     # An empty window must add exactly 0, not the rounding noise of the running sums.
-    nfp = torch.where(count > 0, in_window, 0.0).add_(above[:, 0])
-    return NegativeSums(nfp, upto[:, 0], gap_of, bounds)
+    nfp = torch.where(count > 0, in_window, 0.0).add_(above[0])
+    return NegativeSums(nfp, upto[0], gap_of, bounds)
 
 
 # ----------------------------------------------------------------------------------------------
