@@ -18,13 +18,13 @@ import harness as H  # noqa: E402
 
 # (loss, N, P, logits, chunk sizes) -> at most this many top-level aten ops (today's + ~3%)
 BOUNDS = {
-    ("RS", 1_000_000, 1000, "trained", "cuda"): 144,
-    ("RS", 1_000_000, 1000, "untrained", "cuda"): 208,
+    ("RS", 1_000_000, 1000, "trained", "cuda"): 147,
+    ("RS", 1_000_000, 1000, "untrained", "cuda"): 207,
     ("RS", 1_000_000, 1000, "trained", "cpu"): 267,
-    ("AP", 1_000_000, 1000, "trained", "cuda"): 140,
-    ("aLRP", 1_000_000, 1000, "trained", "cuda"): 195,
+    ("AP", 1_000_000, 1000, "trained", "cuda"): 145,
+    ("aLRP", 1_000_000, 1000, "trained", "cuda"): 200,
     ("RS", 200_000, 20_000, "trained", "cuda"): 398,
-    ("AP", 200_000, 20_000, "trained", "cuda"): 140,
+    ("AP", 200_000, 20_000, "trained", "cuda"): 201,
 }
 # The targets (#26): the GPU path's count at detector sizes, with few and with many
 # positives (the quality tree), and the CPU path's.

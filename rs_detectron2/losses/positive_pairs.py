@@ -84,7 +84,7 @@ def _sorting_error_pairs(RC, DE, out):
 
 def _sorting_share(lS, D):
     """[D_k > eps] l_S(k) / D_k: the weight with which positive k spreads its sorting error."""
-    return torch.where(D > EPS, lS / D.clamp_min(EPS), 0.0)
+    return torch.where(D > EPS, lS / D, 0.0)  # (where D = 0, the quotient is not taken)
 
 
 def _ranks_and_costs(p, y, delta):

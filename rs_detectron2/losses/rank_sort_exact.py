@@ -59,11 +59,12 @@ def rank_sort_exact(s: torch.Tensor, y: torch.Tensor, delta: float, *, pairs: st
 
     rank = pair.R.add_(nfp)
     l_rank = nfp / rank
-    no_fp = nfp <= EPS
+    has_fp = nfp > EPS
     loss_rank, loss_sort = l_rank.mean(), pair.loss_sort
-    weights = rank.reciprocal_().masked_fill_(no_fp, 0.0)
-    g_pos = pair.g_sort.sub_(l_rank.masked_fill_(no_fp, 0.0)).div_(nfp.numel())
-    del pair, rank, l_rank, no_fp, nfp
+    weights = rank.reciprocal_().mul_(has_fp)
+    # -[NFP_i > eps] l_R(i) + the sorting part, over |P|
+    g_pos = torch.addcmul(pair.g_sort, l_rank, has_fp, value=-1.0).div_(nfp.numel())
+    del pair, rank, l_rank, has_fp, nfp
     coefficients = gap_coefficients(pool, negatives, weights)
     del weights
     grad = negative_gradient(s, y, pool, negatives, coefficients)

@@ -159,16 +159,17 @@ def exclusive_cumsum(x: torch.Tensor, dtype: Optional[torch.dtype] = None) -> to
 
 @dataclasses.dataclass
 class Walk:
-    """The relevant negatives' candidates, visited in chunks: the flat input itself (masked), or a
-    compacted index list of the candidates."""
+    """The candidates for relevant negatives, visited in chunks: the flat input itself, or a
+    compacted index list of the entries at or above the threshold (positives included)."""
 
-    flat: bool  # True: every entry in contiguous chunks, with ``relevant``; False: those of ``idx``
+    flat: bool  # True: every entry in contiguous chunks; False: the entries of ``idx``
     total: int  # number of walked entries
     idx: Optional[torch.Tensor]  # (total,) int32 or int64 candidate indices; None for the flat walk
     block: int  # entries per chunk
-    # (n,) bool: the flat walk's candidates (negatives with s >= threshold); None when compacted,
-    # and released (set to None) by the first walk (:func:`count_negatives`), which records them
-    relevant: Optional[torch.Tensor] = None
+    # (total,) bool per walked entry: a relevant negative (target 0; for the flat walk, also
+    # s >= threshold); released (set to None) by the first walk (:func:`count_negatives`), which
+    # records it in the gaps
+    relevant: Optional[torch.Tensor]
 
     def chunks(self) -> Iterator[Tuple[Union[None, slice, torch.Tensor], Optional[slice]]]:
         """``(entries, where)`` per chunk: the entries' indices in the input (a slice or an index
@@ -238,14 +239,14 @@ _THRESHOLD_MARGIN = 2.0**-20
 
 
 def _check_and_count(s, y, delta: float, name: str, loc: Optional[torch.Tensor]):
-    """Positive mask, candidate mask (the negatives at or above the threshold) and their counts,
+    """Positive mask, candidate mask (the entries at or above the threshold) and their counts,
     read back to the host with the validity checks (one synchronisation)."""
     pos_mask = y > 0
     low = _masked_min(s, pos_mask)
     threshold = torch.add(
         low - delta * (1 + _THRESHOLD_MARGIN), low.abs(), alpha=-_THRESHOLD_MARGIN
     )
-    cand_mask = (s >= threshold).logical_and_(y == 0)
+    cand_mask = s >= threshold  # every positive is one: one compaction finds them too
     s_min, s_max = torch.aminmax(s)  # NaN propagates, so both are finite iff every logit is
     # float64 holds the counts exactly (float32 would round counts above 2^24): the first entry
     # is float64, so stack promotes the others to it
@@ -309,20 +310,23 @@ def rank_pool(
     # no gathers) is cheaper; otherwise the candidates are compacted once and walked by index.
     block = blocks_for(s.device).negative_block(s.numel())
     if 4 * num_cand > s.numel():
-        walk = Walk(True, s.numel(), None, block, cand_mask)
+        walk = Walk(True, s.numel(), None, block, cand_mask.logical_and_(y == 0))
+        pos_idx = torch.nonzero_static(pos_mask, size=num_pos).squeeze(1)
     else:
         # int32 indices where they fit: half the memory of int64, and gathers take either.
         cand_idx = torch.nonzero_static(cand_mask, size=num_cand).squeeze(1)
         if s.numel() < 2**31:
             cand_idx = cand_idx.to(torch.int32)
-        walk = Walk(False, num_cand, cand_idx, block)
-    del cand_mask
-    pos_idx = torch.nonzero_static(pos_mask, size=num_pos).squeeze(1)
-    del pos_mask
+        cand_y = y.index_select(0, cand_idx)
+        in_cand = torch.nonzero_static(cand_y > 0, size=num_pos).squeeze(1)
+        pos_idx = cand_idx.index_select(0, in_cand)
+        walk = Walk(False, num_cand, cand_idx, block, cand_y == 0)
+        del cand_y, in_cand
+    del cand_mask, pos_mask
     logits, order = s.index_select(0, pos_idx).to(torch.float64).sort(stable=True)
     pos_idx = pos_idx.index_select(0, order)
-    centre = logits[num_pos // 2].clone()  # a copy: a view would keep ``logits`` alive
-    p = logits.sub_(centre)
+    centre = logits[num_pos // 2]
+    p = logits - centre
     return RankingPool(
         pos_idx, p, centre, order if keep_order else None, centre - delta, walk, delta
     )
@@ -397,17 +401,13 @@ def count_negatives(s: torch.Tensor, y: torch.Tensor, pool: RankingPool) -> Nega
     # as two rows (a scatter-add into a 1-d tensor is the fast one on a CPU)
     sums = torch.zeros(2, bottom + 1, dtype=torch.float64, device=s.device)
     gap_count, gap_sum = sums.unbind(0)
-    ones = torch.ones((), dtype=torch.float64, device=s.device).expand(min(walk.block, walk.total))
     for idx, where in walk.chunks():
         x = walk.take(s, idx)
         torch.sub(pool.origin, x, out=x)  # in place: the chunk's largest temporary
-        if walk.flat:
-            gap = torch.searchsorted(keys, x, side=side, out_int32=True)
-            gap = torch.where(_part(relevant, where), gap, bottom)
-            _part(gap_of, where).copy_(gap)
-        else:
-            gap = torch.searchsorted(keys, x, side=side, out_int32=True, out=_part(gap_of, where))
-        gap_count.index_add_(0, gap, ones if where is None else ones[: x.numel()])
+        gap = torch.searchsorted(keys, x, side=side, out_int32=True)
+        gap = torch.where(_part(relevant, where), gap, bottom)
+        _part(gap_of, where).copy_(gap)
+        gap_count.index_add_(0, gap, torch.ones_like(x))
         gap_sum.index_add_(0, gap, x)
         del x, gap  # before the next chunk's
     del keys, relevant
