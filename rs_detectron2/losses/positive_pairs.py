@@ -359,7 +359,28 @@ def _leaf_sums(leaves, bound, p, delta, suffix: bool, leaf_level: int, block: in
 def _quality_positions(y):
     """For targets ``y`` (P,): the quality position of each entry in the stable order by increasing
     y, and per entry the first and one-past-last quality positions of its tie group (equal targets
-    are never "lower": the number of targets below it, and not above it); all (P,) int32."""
+    are never "lower"); all (P,) int32."""
+    num_pos = y.numel()
+    y_sorted, by_quality = y.sort(stable=True)
+    positions = torch.arange(num_pos, dtype=torch.int32, device=y.device)
+    q_of = torch.empty_like(positions).index_put_((by_quality,), positions)
+    del by_quality
+    first = torch.ones(num_pos, dtype=torch.bool, device=y.device)
+    torch.ne(y_sorted[1:], y_sorted[:-1], out=first[1:])
+    del y_sorted
+    last = torch.ones_like(first)
+    last[:-1] = first[1:]
+    tie_start = torch.where(first, positions, 0).cummax(0).values.index_select(0, q_of)
+    tie_end = torch.where(last, positions + 1, num_pos).flip(0).cummin(0).values.flip(0)
+    return q_of, tie_start, tie_end.index_select(0, q_of)
+
+
+def _quality_positions_by_search(y):
+    """For targets ``y`` (P,): the quality position of each entry in the stable order by increasing
+    y, and per entry the first and one-past-last quality positions of its tie group (equal targets
+    are never "lower": the number of targets below it, and not above it); all (P,) int32. As
+    :func:`_quality_positions`, in 5 operations instead of 22 (binary searches: slower on a CPU,
+    where the level-by-level tree uses the other)."""
     y_sorted, by_quality = y.sort(stable=True)
     q_of = by_quality.argsort().to(torch.int32)  # the inverse permutation
     del by_quality
@@ -606,7 +627,7 @@ def _pairs_levels(p, y, delta, budget: int) -> PairSums:
 
     ``budget``: bytes that one group of the tree's levels may take.
     """
-    q_of, tie_start, tie_end = _quality_positions(y)
+    q_of, tie_start, tie_end = _quality_positions_by_search(y)
     bounds = windows(p, delta)
     R, C = window_sums(p, _ones_and_costs(y), delta, bounds).unbind(1)
     # D and E: the lower-quality positives (quality positions before i's tie group), their
