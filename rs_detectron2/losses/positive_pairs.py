@@ -528,8 +528,8 @@ def _selected_sums(q_of, bound, thresholds, values, budget: int, *, suffix: bool
     sibling of the path to ``bound``, 2^l positions). The tree's level-l arrangement lists the
     positives by block (``q >> l``), each block in logit order: one batched binary search per
     threshold finds every level's position of ``(block, rank)``, and prefix sums of the values in
-    that arrangement sum the block's positives below it. Levels go in groups (one group when the
-    budget allows), so the operations do not grow with P.
+    that arrangement sum the block's positives below it. O(P log^2 P) work; levels go in groups
+    under the memory budget, and the operations grow with the number of groups, not with P.
 
     Args:
         q_of: (P,) quality position (0 ... P - 1) of each positive, indexed by logit rank.
@@ -552,7 +552,7 @@ def _selected_sums(q_of, bound, thresholds, values, budget: int, *, suffix: bool
     dtype = torch.int32 if 2 * num_pos * num_pos < 2**31 else torch.int64
     size = 4 if dtype == torch.int32 else 8
     q_of = q_of.to(dtype)
-    # the positions after bound - 1: with a 1 bit, the path goes right and selects nothing
+    # with suffix, the positions after bound - 1: the right siblings where its path goes left
     bound = bound.to(dtype) - 1 if suffix else bound.to(dtype)
     thresholds = torch.stack(thresholds).to(dtype)  # (T, P)
     num_edges = len(thresholds) + 1

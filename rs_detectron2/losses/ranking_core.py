@@ -200,7 +200,7 @@ class RankingPool(NamedTuple):
     Per-positive tensors are in ascending logit order (ties: by flat index).
     """
 
-    idx: torch.Tensor  # (P,) int64: flat index of each positive
+    idx: torch.Tensor  # (P,) int32 or int64: flat index of each positive
     p: torch.Tensor  # (P,) float64: sorted logits minus ``centre``
     centre: torch.Tensor  # 0-dim float64: the median positive logit
     # (P,) int64: each positive's position in the flat positive order (``y.flatten() > 0``), or
@@ -374,8 +374,8 @@ def _gap_edges(p: torch.Tensor, delta: float):
     neg_p = p.neg()
     keys, order = torch.cat([neg_p - 2 * delta, neg_p]).sort(stable=True)
     at = order.argsort()
-    # Per gap, the upper and the lower keys above it: the positives whose H = 1 (upper key above
-    # the gap) or H > 0 ends there, counted from the top (the highest logits, the first positives).
+    # Gap t follows the first t keys: H = 1 for the positives whose upper key is not among them,
+    # [0, P - #upper keys before t), and H > 0 for those whose lower key is not, likewise.
     kinds = torch.stack([order < num_pos, order >= num_pos], 1)
     bounds = exclusive_cumsum(kinds, dtype=torch.int32)
     return keys, "right", at, torch.sub(num_pos, bounds)
@@ -386,7 +386,7 @@ def count_negatives(s: torch.Tensor, y: torch.Tensor, pool: RankingPool) -> Nega
 
     Args:
         s, y: the flat (n,) logits and targets that ``pool`` was made from.
-        pool: from :func:`rank_pool`; its flat walk's mask is released.
+        pool: from :func:`rank_pool`; its walk's mask of relevant negatives is released.
     Returns:
         :class:`NegativeSums`; its gaps feed :func:`negative_gradient`.
     """
