@@ -19,6 +19,8 @@ import sys
 import rs_detectron2  # noqa: F401  first: it quiets torch's and setuptools' import-time notices
 # isort: on
 
+import torch.distributed as dist
+
 from detectron2.config import LazyConfig, instantiate
 from detectron2.engine import AMPTrainer, SimpleTrainer, default_setup, hooks, launch
 from detectron2.evaluation import inference_on_dataset, print_csv_format
@@ -184,12 +186,26 @@ def main(args):
         ) from e
 
 
+def run_process(args):
+    """One process's run: :func:`main`, then, when it ended normally, the process group closed.
+
+    A Gloo group still open at interpreter exit can abort the process (SIGABRT, "terminate called
+    without an active exception") after its work is done; after an error it is left as it is, as
+    closing it could wait on processes that are no longer there.
+    """
+    result = main(args)
+    if comm.get_world_size() > 1:
+        comm.synchronize()
+        dist.destroy_process_group()
+    return result
+
+
 def invoke_main() -> None:
     # the start-up checks run once, here, before the training processes are launched
     # options may follow the KEY=VALUE overrides (the parser parses them intermixed)
     args = prepare_run(default_argument_parser().parse_args())
     launch(
-        main,
+        run_process,
         args.num_gpus,
         num_machines=args.num_machines,
         machine_rank=args.machine_rank,

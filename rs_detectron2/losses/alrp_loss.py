@@ -58,7 +58,7 @@ def _alrp_exact(s: torch.Tensor, y: torch.Tensor, loc: torch.Tensor, delta: floa
         return ExactResult((zero, zero.clone()), torch.zeros_like(s), no_loc)
     p, order = pool.p, pool.order
     num_pos = p.numel()
-    negatives = count_negatives(s, y, pool)
+    negatives = count_negatives(s, pool)
     nfp = negatives.nfp
     loc_sorted = loc.to(torch.float64).index_select(0, order)
     bounds = windows(p, delta)
@@ -73,7 +73,7 @@ def _alrp_exact(s: torch.Tensor, y: torch.Tensor, loc: torch.Tensor, delta: floa
     del nfp, lbar, has_fp
     coefficients = gap_coefficients(pool, negatives, weights)
     del weights
-    grad = negative_gradient(s, y, pool, negatives, coefficients)
+    grad = negative_gradient(s, pool, negatives, coefficients)
     grad[pool.idx] = (-error / num_pos).to(grad.dtype)
 
     # Localisation component, in the flat positive order of ``loc``: by descending logit, ties by

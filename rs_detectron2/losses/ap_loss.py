@@ -48,7 +48,7 @@ def _ap_exact(s: torch.Tensor, y: torch.Tensor, delta: float) -> ExactResult:
         return ExactResult(
             (torch.zeros((), dtype=torch.float64, device=s.device),), torch.zeros_like(s)
         )
-    negatives = count_negatives(s, y, pool)
+    negatives = count_negatives(s, pool)
     nfp = negatives.nfp
     # rank+ = 1 + sum over k != i = 1/2 + sum over every k (the self term is H(0) = 1/2).
     rank_pos = 0.5 + window_sums(pool.p, torch.ones_like(pool.p), delta)
@@ -59,7 +59,7 @@ def _ap_exact(s: torch.Tensor, y: torch.Tensor, delta: float) -> ExactResult:
     del nfp, has_fp
     coefficients = gap_coefficients(pool, negatives, weights)
     del weights
-    grad = negative_gradient(s, y, pool, negatives, coefficients)
+    grad = negative_gradient(s, pool, negatives, coefficients)
     grad[pool.idx] = (-error / error.numel()).to(grad.dtype)
     return ExactResult((error.mean(),), grad)
 

@@ -54,7 +54,7 @@ def rank_sort_exact(s: torch.Tensor, y: torch.Tensor, delta: float, *, pairs: st
     targets = y.index_select(0, pool.idx)
     pair = positive_pairs(pool.p, targets, delta, pairs, input_entries=s.numel())
     del targets
-    negatives = count_negatives(s, y, pool)
+    negatives = count_negatives(s, pool)
     nfp = negatives.nfp
 
     rank = pair.R.add_(nfp)
@@ -67,7 +67,7 @@ def rank_sort_exact(s: torch.Tensor, y: torch.Tensor, delta: float, *, pairs: st
     del pair, rank, l_rank, has_fp, nfp
     coefficients = gap_coefficients(pool, negatives, weights)
     del weights
-    grad = negative_gradient(s, y, pool, negatives, coefficients)
+    grad = negative_gradient(s, pool, negatives, coefficients)
     del coefficients
     grad[pool.idx] = g_pos.to(grad.dtype)
     return loss_rank, loss_sort, grad

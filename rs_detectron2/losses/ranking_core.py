@@ -381,11 +381,11 @@ def _gap_edges(p: torch.Tensor, delta: float):
     return keys, "right", at, torch.sub(num_pos, bounds)
 
 
-def count_negatives(s: torch.Tensor, y: torch.Tensor, pool: RankingPool) -> NegativeSums:
+def count_negatives(s: torch.Tensor, pool: RankingPool) -> NegativeSums:
     """``NFP(i)`` of every positive and the gap of every walked entry.
 
     Args:
-        s, y: the flat (n,) logits and targets that ``pool`` was made from.
+        s: the flat (n,) logits that ``pool`` was made from (its targets are in the walk's mask).
         pool: from :func:`rank_pool`; its walk's mask of relevant negatives is released.
     Returns:
         :class:`NegativeSums`; its gaps feed :func:`negative_gradient`.
@@ -482,7 +482,6 @@ def gap_coefficients(
 
 def negative_gradient(
     s: torch.Tensor,
-    y: torch.Tensor,
     pool: RankingPool,
     negatives: NegativeSums,
     coefficients: GapCoefficients,
@@ -490,7 +489,7 @@ def negative_gradient(
     """The identity-update gradient of every entry of the pool but its positives.
 
     Args:
-        s, y: the flat (n,) logits and targets of ``pool``.
+        s: the flat (n,) logits of ``pool``.
         pool: from :func:`rank_pool`.
         negatives: from :func:`count_negatives` on the same pool; its gaps are released.
         coefficients: from :func:`gap_coefficients` (whose weights the caller may drop first).
